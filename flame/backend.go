@@ -1,0 +1,59 @@
+package flame
+
+import (
+	"context"
+	"sync"
+)
+
+// Backend boots runners. Runner IDs start at 1 and increase in boot order,
+// per pool.
+type Backend interface {
+	// Boot starts a runner and returns once it can run work. ctx carries the
+	// pool's BootTimeout; a Boot that outlives it is counted as failed and
+	// whatever it returns later is shut down.
+	Boot(ctx context.Context, spec RunnerSpec) (Node, error)
+}
+
+// RunnerSpec identifies the runner to boot.
+type RunnerSpec struct {
+	Pool string
+	ID   uint64
+}
+
+// Node is one booted runner.
+type Node interface {
+	// Exec runs fn on this runner and returns its error. The pool calls it
+	// on the caller's goroutine and recovers a panic into a *PanicError.
+	Exec(ctx context.Context, fn func(context.Context) error) error
+	// Shutdown stops the node; in-flight work gets until ctx is done.
+	Shutdown(ctx context.Context) error
+	// Done is closed when the node has stopped for any reason. If it closes
+	// without the pool asking, the pool treats the runner as crashed.
+	Done() <-chan struct{}
+}
+
+// LocalBackend boots in-process runners: fn runs on the calling goroutine.
+// A runner is then only a share of the pool's capacity, which is what the
+// pool's limits, events and scaling act on.
+type LocalBackend struct{}
+
+// Boot implements Backend.
+func (LocalBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error) {
+	return &localNode{done: make(chan struct{})}, nil
+}
+
+type localNode struct {
+	once sync.Once
+	done chan struct{}
+}
+
+func (n *localNode) Exec(ctx context.Context, fn func(context.Context) error) error {
+	return fn(ctx)
+}
+
+func (n *localNode) Shutdown(context.Context) error {
+	n.once.Do(func() { close(n.done) })
+	return nil
+}
+
+func (n *localNode) Done() <-chan struct{} { return n.done }

@@ -1,0 +1,87 @@
+package flame
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/goflame/goflame/flame/internal/scaler"
+)
+
+// poolError is a sentinel error. Those that report an expired time limit also
+// match context.DeadlineExceeded, so code that checks for deadlines keeps
+// working.
+type poolError struct {
+	msg      string
+	deadline bool
+}
+
+func (e *poolError) Error() string { return e.msg }
+
+func (e *poolError) Is(target error) bool {
+	return e.deadline && target == context.DeadlineExceeded
+}
+
+var (
+	// ErrClosed is returned for work submitted after Close has begun, and to
+	// callers still waiting for a slot when Close begins.
+	ErrClosed error = &poolError{msg: "flame: pool closed"}
+
+	// ErrCheckoutTimeout is returned when no slot was free within the
+	// checkout wait. errors.Is(err, context.DeadlineExceeded) holds. When
+	// boots have failed, the error also carries the last boot error.
+	ErrCheckoutTimeout error = &poolError{msg: "flame: no runner slot within the checkout wait", deadline: true}
+
+	// ErrTimeout wraps fn's error when fn returned it after its execution
+	// limit passed. errors.Is(err, context.DeadlineExceeded) holds.
+	ErrTimeout error = &poolError{msg: "flame: execution limit passed", deadline: true}
+
+	// ErrRunnerDown wraps fn's error when the runner went down while fn ran.
+	ErrRunnerDown = errors.New("flame: runner down")
+
+	// ErrNilFunc is returned when fn is nil.
+	ErrNilFunc = errors.New("flame: nil fn")
+
+	// ErrInvalidConfig is wrapped by every Config and Resize validation error.
+	ErrInvalidConfig = errors.New("flame: invalid config")
+)
+
+// Reasons in ShrinkEvent.Reason and in OnGrowEnd's error, besides
+// ErrRunnerDown (a crash) and ErrClosed (Close).
+var (
+	// ErrIdleShutdown: the runner idled down.
+	ErrIdleShutdown = scaler.ErrIdle
+	// ErrResized: the runner was above Max after Resize.
+	ErrResized = scaler.ErrResized
+	// ErrSingleUse: a single-use runner finished its work.
+	ErrSingleUse = errors.New("flame: single-use runner done")
+	// ErrBootCanceled: a pending boot was no longer wanted (Resize, Close).
+	ErrBootCanceled = scaler.ErrBootCanceled
+)
+
+// wrapError reports a pool condition (kind) together with the error that fn
+// returned; errors.Is matches both.
+type wrapError struct {
+	kind error
+	err  error
+}
+
+func (e *wrapError) Error() string   { return e.kind.Error() + ": " + e.err.Error() }
+func (e *wrapError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// PanicError is returned when fn panicked. The panic never propagates: the
+// pool and the runner stay healthy and the slot is released.
+type PanicError struct {
+	Value any    // what fn panicked with
+	Stack []byte // the goroutine's stack at the panic
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("flame: fn panicked: %v", e.Value) }
+
+// checkoutTimeout is the error for an expired checkout wait.
+func (p *Pool) checkoutTimeout() error {
+	if err := p.sc.LastBootErr(); err != nil {
+		return &wrapError{kind: ErrCheckoutTimeout, err: fmt.Errorf("last boot error: %w", err)}
+	}
+	return ErrCheckoutTimeout
+}

@@ -1,0 +1,582 @@
+// Package scaler grows and shrinks a pool: it decides when runners boot, when
+// a failed boot is retried, when an idle runner shuts down, how Min is kept and
+// how Resize is applied, and it runs those decisions' effects in order.
+//
+// The scaler never sits on the checkout path. Callers that had to queue wake
+// it with Kick, a non-blocking send. Its state lives under one mutex that is
+// only held for bookkeeping; everything that may call user code (boots, node
+// shutdowns, event hooks, the idle check) is queued as an effect and run by
+// the scaler's goroutine, one at a time, in decision order, with no lock
+// held. That order is what makes OnGrowEnd and OnShrink never overlap, and
+// makes OnShrink run before the boot that replaces the runner it reports.
+package scaler
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// State is a runner's state as the scaler sees it.
+type State uint8
+
+const (
+	Active   State = iota // takes checkouts
+	Draining              // takes no checkout; goes Down when its load reaches 0
+	Down                  // claimed for shutdown, crashed or closed
+)
+
+// Reasons a runner or a boot goes away, reported to the host's hooks.
+var (
+	ErrIdle         = errors.New("flame: runner idle")
+	ErrResized      = errors.New("flame: pool resized below its runners")
+	ErrBootCanceled = errors.New("flame: boot canceled: no longer needed")
+)
+
+// Infinity disables a timer.
+const Infinity time.Duration = math.MaxInt64
+
+// Runner is the pool's runner record as far as the scaler needs it.
+type Runner interface {
+	ID() uint64
+	// Snapshot returns the load, the checkout generation (it changes on
+	// every checkout) and the state, read in one atomic load.
+	Snapshot() (load int, gen uint64, st State)
+	// ClaimIdle moves the runner from Active, load 0 and generation gen to
+	// Down in one step. It fails if anything changed since the snapshot.
+	ClaimIdle(gen uint64) bool
+	// Drain stops new checkouts. It reports true if the runner was idle and
+	// is now Down; otherwise the host reports it with Removed once its last
+	// checkout is released.
+	Drain() (down bool)
+	// Kill moves the runner to Down whatever its load.
+	Kill()
+}
+
+// Boot is one boot the scaler decided on.
+type Boot struct {
+	ID    uint64
+	Count int  // booted + booting runners when it was decided, this one included
+	Min   bool // booted to reach or keep Min
+	Ctx   context.Context
+}
+
+// Event is what the hooks get.
+type Event struct {
+	ID    uint64
+	Count int // booted + booting runners after the change
+}
+
+// Host is the pool side of the scaler.
+type Host interface {
+	// Waiting is the number of callers queued for a slot. It must not block.
+	Waiting() int
+	// Boot starts a boot in its own goroutine; the host reports its result
+	// with Scaler.BootDone.
+	Boot(b Boot)
+	// Publish installs the runners not yet removed, sorted by ID, for
+	// checkout, and serves queued callers from any new capacity. It is called
+	// with the scaler's lock held and must not call user code or the scaler.
+	Publish(rs []Runner)
+	// Shutdown stops a runner that is Down, without blocking.
+	Shutdown(r Runner, reason error)
+	// IdleCheck is the user's idle check (true when there is none).
+	IdleCheck() bool
+	GrowEnd(ev Event, err error)
+	Shrink(ev Event, reason error)
+}
+
+// Config holds the scaler's settings.
+type Config struct {
+	Min, Max       int
+	MaxConcurrency int
+	IdleAfter      time.Duration // non-min runners; Infinity disables
+	MinIdleAfter   time.Duration // min runners; Infinity disables
+	RetryAfter     time.Duration // debounce of a boot retry
+}
+
+// Stats is the scaler's part of the pool's stats.
+type Stats struct {
+	Min, Max                     int
+	Pending                      int
+	Booted, BootFailures, Shrunk uint64
+}
+
+type runnerInfo struct {
+	r     Runner
+	min   bool        // uses MinIdleAfter
+	gen   uint64      // checkout generation when the idle period started
+	timer *time.Timer // idle check; nil while disabled
+}
+
+type pendingBoot struct {
+	id     uint64
+	min    bool
+	cancel context.CancelFunc
+}
+
+// Scaler grows and shrinks one pool. Create it with New, then Start it.
+type Scaler struct {
+	host         Host
+	mc           int
+	idleAfter    time.Duration
+	minIdleAfter time.Duration
+	retryAfter   time.Duration
+	kick         chan struct{} // capacity 1: a pending wake-up
+	done         chan struct{} // closed when the goroutine exits
+
+	mu           sync.Mutex // guards everything below
+	min, max     int
+	nextID       uint64
+	runners      map[uint64]*runnerInfo // booted and not yet removed
+	pending      map[uint64]*pendingBoot
+	retryTimer   *time.Timer
+	retryPending bool
+	minDirty     bool // Min may need replacements (crash, single use, Resize)
+	closing      bool // no Min upkeep, no retries; boots only for queued casts
+	stopped      bool // everything is shut down; the goroutine exits when idle
+	effects      []func()
+	lastBootErr  error
+	booted       uint64
+	failures     uint64
+	shrunk       uint64
+}
+
+// New returns a scaler that owns the runners in initial (booted by NewPool,
+// kept as min runners) and numbers later boots from nextID.
+func New(cfg Config, host Host, initial []Runner, nextID uint64) *Scaler {
+	s := &Scaler{
+		host:         host,
+		mc:           cfg.MaxConcurrency,
+		idleAfter:    cfg.IdleAfter,
+		minIdleAfter: cfg.MinIdleAfter,
+		retryAfter:   cfg.RetryAfter,
+		kick:         make(chan struct{}, 1),
+		done:         make(chan struct{}),
+		min:          cfg.Min,
+		max:          cfg.Max,
+		nextID:       nextID,
+		runners:      make(map[uint64]*runnerInfo),
+		pending:      make(map[uint64]*pendingBoot),
+	}
+	s.mu.Lock()
+	for _, r := range initial {
+		info := &runnerInfo{r: r, min: true}
+		s.runners[r.ID()] = info
+		s.booted++
+		s.armIdle(info)
+	}
+	s.publish()
+	s.mu.Unlock()
+	return s
+}
+
+// Start runs the scaler's goroutine. run, if not nil, starts it (so the host
+// can track it); otherwise a plain go statement does.
+func (s *Scaler) Start(run func(func())) {
+	if run == nil {
+		go s.loop()
+		return
+	}
+	run(s.loop)
+}
+
+// Done is closed when the scaler's goroutine has exited after Stop.
+func (s *Scaler) Done() <-chan struct{} { return s.done }
+
+// Kick asks the scaler to re-evaluate demand. It never blocks.
+func (s *Scaler) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Scaler) loop() {
+	defer close(s.done)
+	for {
+		s.mu.Lock()
+		s.evaluate()
+		effects := s.effects
+		s.effects = nil
+		stopped := s.stopped
+		s.mu.Unlock()
+		for _, f := range effects {
+			f()
+		}
+		if len(effects) > 0 {
+			continue // effects may have queued more
+		}
+		if stopped {
+			return
+		}
+		<-s.kick
+	}
+}
+
+// push queues an effect. Requires s.mu.
+func (s *Scaler) push(f func()) {
+	s.effects = append(s.effects, f)
+	s.Kick()
+}
+
+func (s *Scaler) total() int { return len(s.runners) + len(s.pending) }
+
+// evaluate starts the boots that Min and demand call for. Requires s.mu.
+func (s *Scaler) evaluate() {
+	if s.stopped {
+		return
+	}
+	waiting := s.host.Waiting()
+	if s.closing {
+		if waiting == 0 {
+			s.cancelPending(ErrBootCanceled)
+			return
+		}
+	} else if s.minDirty {
+		s.minDirty = false
+		for s.total() < s.min {
+			s.startBoot(true)
+		}
+	}
+	// A boot starts while callers wait beyond what pending boots will serve.
+	for !s.retryPending && s.total() < s.max && len(s.pending)*s.mc < waiting {
+		s.startBoot(false)
+	}
+}
+
+// unmet reports demand that the runners and boots under way will not serve
+// and that Max leaves room for. Requires s.mu.
+func (s *Scaler) unmet() bool {
+	return s.host.Waiting() > len(s.pending)*s.mc && s.total() < s.max
+}
+
+func (s *Scaler) startBoot(min bool) {
+	id := s.nextID
+	s.nextID++
+	ctx, cancel := context.WithCancel(context.Background())
+	s.pending[id] = &pendingBoot{id: id, min: min, cancel: cancel}
+	b := Boot{ID: id, Count: s.total(), Min: min, Ctx: ctx}
+	s.push(func() { s.host.Boot(b) })
+}
+
+// BootDone reports the end of a boot: a runner (err == nil) or a failure.
+func (s *Scaler) BootDone(id uint64, r Runner, err error) {
+	s.mu.Lock()
+	pb, ok := s.pending[id]
+	if !ok { // canceled meanwhile: nobody wants this runner
+		s.mu.Unlock()
+		if r != nil {
+			r.Kill()
+			s.host.Shutdown(r, ErrBootCanceled)
+		}
+		return
+	}
+	delete(s.pending, id)
+	pb.cancel()
+	if err != nil {
+		s.failures++
+		s.lastBootErr = err
+		ev := Event{ID: id, Count: s.total()}
+		s.push(func() { s.host.GrowEnd(ev, err) })
+		if !s.closing && !s.retryPending && s.unmet() {
+			s.retryPending = true
+			s.retryTimer = time.AfterFunc(s.retryAfter, s.retryFired)
+		}
+		s.mu.Unlock()
+		return
+	}
+	info := &runnerInfo{r: r, min: pb.min}
+	s.runners[id] = info
+	s.booted++
+	s.publish()
+	s.armIdle(info)
+	ev := Event{ID: id, Count: s.total()}
+	s.push(func() { s.host.GrowEnd(ev, nil) })
+	s.mu.Unlock()
+}
+
+func (s *Scaler) retryFired() {
+	s.mu.Lock()
+	s.retryPending = false
+	s.mu.Unlock()
+	s.Kick()
+}
+
+// LastBootErr is the error of the most recent failed boot, or nil.
+func (s *Scaler) LastBootErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastBootErr
+}
+
+// Removed reports a runner that went Down without the scaler deciding it: a
+// crash, a used single-use runner, or a drained runner whose last checkout
+// was released. replace asks for Min to be restored.
+func (s *Scaler) Removed(r Runner, reason error, replace bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := s.runners[r.ID()]
+	if info == nil || info.r != r {
+		return
+	}
+	s.remove(info, reason)
+	if replace {
+		s.minDirty = true
+	}
+	s.Kick()
+}
+
+// remove takes a runner that is Down out of the pool. Requires s.mu.
+func (s *Scaler) remove(info *runnerInfo, reason error) {
+	id := info.r.ID()
+	delete(s.runners, id)
+	if info.timer != nil {
+		info.timer.Stop()
+	}
+	s.shrunk++
+	s.publish()
+	ev := Event{ID: id, Count: s.total()}
+	r := info.r
+	s.push(func() {
+		s.host.Shutdown(r, reason)
+		s.host.Shrink(ev, reason)
+	})
+}
+
+func (s *Scaler) publish() {
+	rs := make([]Runner, 0, len(s.runners))
+	for _, info := range s.runners {
+		rs = append(rs, info.r)
+	}
+	slices.SortFunc(rs, func(a, b Runner) int { return cmp.Compare(a.ID(), b.ID()) })
+	s.host.Publish(rs)
+}
+
+// armIdle starts a runner's idle period from now. Requires s.mu.
+func (s *Scaler) armIdle(info *runnerInfo) {
+	d := s.idleAfter
+	if info.min {
+		d = s.minIdleAfter
+	}
+	if d <= 0 || d == Infinity {
+		return
+	}
+	_, info.gen, _ = info.r.Snapshot()
+	if info.timer != nil {
+		info.timer.Reset(d)
+		return
+	}
+	id := info.r.ID()
+	info.timer = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.stopped && s.runners[id] == info {
+			s.push(func() { s.checkIdle(info) })
+		}
+	})
+}
+
+// activeCount is the number of runners that take checkouts. Requires s.mu.
+func (s *Scaler) activeCount() int {
+	n := 0
+	for _, info := range s.runners {
+		if _, _, st := info.r.Snapshot(); st == Active {
+			n++
+		}
+	}
+	return n
+}
+
+// idleCandidate reports whether the runner has been idle for a whole period
+// and may go without breaking Min. Requires s.mu.
+func (s *Scaler) idleCandidate(info *runnerInfo) (gen uint64, ok bool) {
+	load, gen, st := info.r.Snapshot()
+	if load != 0 || gen != info.gen || st != Active {
+		return 0, false
+	}
+	if !info.min && s.activeCount()-1 < s.min {
+		return 0, false
+	}
+	return gen, true
+}
+
+// checkIdle runs at the end of a runner's idle period: the runner shuts down
+// if nothing checked it out during the whole period, its load is 0 and the
+// idle check agrees; otherwise a new period starts.
+func (s *Scaler) checkIdle(info *runnerInfo) {
+	s.mu.Lock()
+	if s.stopped || s.runners[info.r.ID()] != info {
+		s.mu.Unlock()
+		return
+	}
+	if _, _, st := info.r.Snapshot(); st != Active {
+		s.mu.Unlock()
+		return // draining: it goes when its last checkout is released
+	}
+	if _, ok := s.idleCandidate(info); !ok {
+		s.armIdle(info)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	agree := s.host.IdleCheck() // user code: no lock held
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || s.runners[info.r.ID()] != info {
+		return
+	}
+	if gen, ok := s.idleCandidate(info); ok && agree && info.r.ClaimIdle(gen) {
+		s.remove(info, ErrIdle)
+		return
+	}
+	s.armIdle(info)
+}
+
+// Resize changes Min and Max. Boots toward a higher Min start at once;
+// above a lower Max, pending boots are canceled (newest first), then idle
+// runners shut down (highest ID first), then busy runners drain (least
+// loaded first).
+func (s *Scaler) Resize(min, max int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || s.closing {
+		s.min, s.max = min, max
+		return
+	}
+	s.min, s.max = min, max
+	s.minDirty = true
+	defer s.Kick()
+
+	draining := 0
+	for _, info := range s.runners {
+		if _, _, st := info.r.Snapshot(); st != Active {
+			draining++
+		}
+	}
+	excess := s.total() - draining - max
+	for excess > 0 && len(s.pending) > 0 {
+		var newest *pendingBoot
+		for _, pb := range s.pending {
+			if newest == nil || pb.id > newest.id {
+				newest = pb
+			}
+		}
+		s.cancelBoot(newest, ErrBootCanceled)
+		excess--
+	}
+	if excess <= 0 {
+		return
+	}
+	active := make([]*runnerInfo, 0, len(s.runners))
+	for _, info := range s.runners {
+		if _, _, st := info.r.Snapshot(); st == Active {
+			active = append(active, info)
+		}
+	}
+	slices.SortFunc(active, func(a, b *runnerInfo) int { return cmp.Compare(b.r.ID(), a.r.ID()) })
+	for _, info := range active {
+		if excess == 0 {
+			return
+		}
+		if load, gen, _ := info.r.Snapshot(); load == 0 && info.r.ClaimIdle(gen) {
+			s.remove(info, ErrResized)
+			excess--
+		}
+	}
+	for excess > 0 {
+		var pick *runnerInfo
+		var pickLoad int
+		for _, info := range active {
+			load, _, st := info.r.Snapshot()
+			if st != Active {
+				continue
+			}
+			if pick == nil || load < pickLoad {
+				pick, pickLoad = info, load
+			}
+		}
+		if pick == nil {
+			return
+		}
+		if pick.r.Drain() {
+			s.remove(pick, ErrResized)
+		} else if pick.timer != nil {
+			pick.timer.Stop()
+		}
+		excess--
+	}
+}
+
+// cancelBoot drops a pending boot. Requires s.mu.
+func (s *Scaler) cancelBoot(pb *pendingBoot, reason error) {
+	delete(s.pending, pb.id)
+	pb.cancel()
+	ev := Event{ID: pb.id, Count: s.total()}
+	s.push(func() { s.host.GrowEnd(ev, reason) })
+}
+
+func (s *Scaler) cancelPending(reason error) {
+	ids := make([]uint64, 0, len(s.pending))
+	for id := range s.pending {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		s.cancelBoot(s.pending[id], reason)
+	}
+}
+
+// SetClosing stops Min upkeep and retries; boots go on only while callers
+// (accepted casts) are queued, and pending boots are canceled once none are.
+func (s *Scaler) SetClosing() {
+	s.mu.Lock()
+	s.closing = true
+	if s.retryTimer != nil {
+		s.retryTimer.Stop()
+	}
+	s.retryPending = false
+	s.mu.Unlock()
+	s.Kick()
+}
+
+// Stop cancels every pending boot, takes every runner down and shuts it down
+// (with a Shrink event for each), then lets the goroutine exit.
+func (s *Scaler) Stop(reason error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.closing = true
+	if s.retryTimer != nil {
+		s.retryTimer.Stop()
+	}
+	s.cancelPending(ErrBootCanceled)
+	ids := make([]uint64, 0, len(s.runners))
+	for id := range s.runners {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		info := s.runners[id]
+		info.r.Kill()
+		s.remove(info, reason)
+	}
+	s.stopped = true
+	s.Kick()
+}
+
+// Stats returns the scaler's counters.
+func (s *Scaler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{
+		Min: s.min, Max: s.max, Pending: len(s.pending),
+		Booted: s.booted, BootFailures: s.failures, Shrunk: s.shrunk,
+	}
+}

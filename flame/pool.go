@@ -1,0 +1,609 @@
+package flame
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/puzpuzpuz/xsync/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/goflame/goflame/flame/internal/scaler"
+	"github.com/goflame/goflame/flame/internal/waitq"
+)
+
+// Pool is an elastic pool of runners. Its methods are safe for concurrent
+// use.
+//
+// Ownership: the checkout path (claim, release) touches only atomics: the
+// published runner set and each runner's word. The wait queue has its own
+// mutex, taken only when no slot is free or somebody waits. The scaler owns
+// growth and shrinkage and publishes the runner set.
+type Pool struct {
+	cfg       Config
+	mc        int
+	singleUse bool
+	log       *slog.Logger
+
+	// set is the runners not yet removed, sorted by ID: the checkout scan.
+	// Written by the scaler (under its lock) whenever runners come or go.
+	set atomic.Pointer[[]*runner]
+	// byID holds the same runners for Stats.
+	byID *xsync.MapOf[uint64, *runner]
+
+	q       waitq.Queue[*waiter]
+	closing atomic.Bool // Close has begun: new work gets ErrClosed
+
+	sc *scaler.Scaler
+
+	baseCtx    context.Context // parent of every runner's ctx
+	baseCancel context.CancelCauseFunc
+
+	wg       sync.WaitGroup // every goroutine the pool starts
+	work     atomic.Int64   // goroutines running accepted work (casts, children, unlinked calls)
+	drained  chan struct{}  // closed once closing and no work is left
+	drainMu  sync.Mutex
+	isDrain  bool          // guarded by drainMu
+	dropCast bool          // guarded by q's lock: Close gave up on queued casts
+	castEnd  chan struct{} // closed when Close stops waiting for casts
+}
+
+type waitKind uint8
+
+const (
+	kindCall waitKind = iota
+	kindChild
+	kindCast
+)
+
+// waiter is one caller queued for a slot.
+type waiter struct {
+	elem     waitq.Elem[*waiter]
+	ctx      context.Context
+	deadline time.Time // zero: no budget
+	kind     waitKind
+	// ch receives the granted runner, or nil when the pool closes (or drops
+	// a queued cast). At most one value is ever sent, under q's lock.
+	ch chan *runner
+}
+
+// NewPool validates cfg, boots Min runners (at most 10 at a time, each
+// bounded by BootTimeout) and returns the pool. If any Min boot fails, the
+// runners that did boot are shut down and the error names the failure.
+// These boots fire no events.
+func NewPool(cfg Config) (*Pool, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		cfg:       cfg,
+		mc:        cfg.MaxConcurrency,
+		singleUse: cfg.SingleUse,
+		log:       cfg.Logger,
+		byID:      xsync.NewMapOf[uint64, *runner](),
+		drained:   make(chan struct{}),
+		castEnd:   make(chan struct{}),
+	}
+	p.set.Store(new([]*runner))
+	p.baseCtx, p.baseCancel = context.WithCancelCause(context.Background())
+
+	initial := make([]*runner, cfg.Min)
+	errs := make([]error, cfg.Min)
+	var g errgroup.Group
+	g.SetLimit(maxParallelMinBoots)
+	for i := range cfg.Min {
+		g.Go(func() error {
+			initial[i], errs[i] = p.bootRunner(p.baseCtx, uint64(i+1), 0, false)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, r := range initial {
+			if r != nil {
+				p.stopNode(r.node, r.id)
+			}
+		}
+		p.baseCancel(ErrClosed)
+		return nil, fmt.Errorf("flame: pool %q: booting Min runners: %w", cfg.Name, err)
+	}
+	rs := make([]scaler.Runner, len(initial))
+	for i, r := range initial {
+		rs[i] = r
+	}
+	p.sc = scaler.New(scaler.Config{
+		Min:            cfg.Min,
+		Max:            cfg.Max,
+		MaxConcurrency: cfg.MaxConcurrency,
+		IdleAfter:      cfg.IdleShutdownAfter,
+		MinIdleAfter:   cfg.MinIdleShutdownAfter,
+		RetryAfter:     bootRetryAfter,
+	}, (*host)(p), rs, uint64(cfg.Min)+1)
+	for _, r := range initial {
+		p.watch(r)
+	}
+	p.sc.Start(p.wg.Go)
+	return p, nil
+}
+
+// claim takes a slot on the least-loaded active runner with a free slot,
+// ties to the lowest ID, or returns nil. Lock-free: a scan of the published
+// set and one CAS, repeated only if another caller won the CAS.
+func (p *Pool) claim() *runner {
+	for {
+		var best *runner
+		var bw uint64
+		bl := p.mc
+		for _, r := range *p.set.Load() {
+			w := r.word.Load()
+			if wordState(w) != stActive {
+				continue
+			}
+			if l := wordLoad(w); l < bl {
+				best, bw, bl = r, w, l
+				if l == 0 {
+					break
+				}
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		if best.word.CompareAndSwap(bw, bw+1+genOne) {
+			return best
+		}
+	}
+}
+
+// checkout returns a runner whose slot the caller now holds. With a free
+// slot and nobody queued it takes no lock and allocates nothing; otherwise
+// the caller queues (FIFO) for up to wait, or until ctx is done.
+func (p *Pool) checkout(ctx context.Context, wait time.Duration, kind waitKind) (*runner, error) {
+	if p.q.Len() == 0 {
+		if r := p.claim(); r != nil {
+			return r, nil
+		}
+	}
+	return p.checkoutSlow(ctx, wait, kind)
+}
+
+func (p *Pool) checkoutSlow(ctx context.Context, wait time.Duration, kind waitKind) (*runner, error) {
+	w := &waiter{ctx: ctx, kind: kind, ch: make(chan *runner, 1)}
+	w.elem.Value = w
+	var expired <-chan time.Time
+	if wait != Infinity {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		expired = t.C
+		w.deadline = time.Now().Add(wait)
+	}
+	var dropped <-chan struct{}
+	if kind == kindCast {
+		dropped = p.castEnd
+	}
+
+	p.q.Lock()
+	if p.closing.Load() && (kind != kindCast || p.dropCast) {
+		p.q.Unlock()
+		return nil, ErrClosed
+	}
+	// Queue first, then look for a slot: a release that ran just before
+	// the push freed a slot this finds, and one that runs after it sees the
+	// queue and hands its slot over. Either way no slot sits free beside a
+	// waiter.
+	p.q.PushBack(&w.elem)
+	p.serveLocked()
+	p.q.Unlock()
+
+	select {
+	case r := <-w.ch:
+		return p.granted(r)
+	default:
+	}
+	p.sc.Kick()
+	select {
+	case r := <-w.ch:
+		return p.granted(r)
+	case <-ctx.Done():
+		return p.abandon(w, ctx.Err())
+	case <-expired:
+		return p.abandon(w, p.checkoutTimeout())
+	case <-dropped:
+		return p.abandon(w, ErrClosed)
+	}
+}
+
+func (p *Pool) granted(r *runner) (*runner, error) {
+	if r == nil {
+		return nil, ErrClosed
+	}
+	return r, nil
+}
+
+// abandon takes a waiter that gave up out of the queue. If a slot was handed
+// to it meanwhile, the slot is released again, never lost.
+func (p *Pool) abandon(w *waiter, err error) (*runner, error) {
+	p.q.Lock()
+	removed := p.q.Remove(&w.elem)
+	p.q.Unlock()
+	if !removed {
+		select {
+		case r := <-w.ch:
+			if r != nil {
+				p.release(r)
+			}
+		default: // skipped as expired: nothing was handed over
+		}
+	}
+	return nil, err
+}
+
+// live reports whether a queued waiter still wants a slot. now is read at
+// most once per pass.
+func (w *waiter) live(now *time.Time) bool {
+	if w.ctx.Err() != nil {
+		return false
+	}
+	if w.deadline.IsZero() {
+		return true
+	}
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	return now.Before(w.deadline)
+}
+
+// serveLocked hands free slots to queued callers in FIFO order, skipping
+// (and dropping) every waiter that has given up. Requires q's lock.
+func (p *Pool) serveLocked() {
+	var now time.Time
+	live := func(w *waiter) bool { return w.live(&now) }
+	for {
+		e := p.q.FrontLive(live, nil)
+		if e == nil {
+			return
+		}
+		r := p.claim()
+		if r == nil {
+			return
+		}
+		p.q.Remove(e)
+		e.Value.ch <- r
+	}
+}
+
+// release gives a slot back: straight to the head waiter when callers are
+// queued and the runner takes work, else by decrementing the load. A
+// release on a runner that went down only decrements: it is harmless.
+func (p *Pool) release(r *runner) {
+	var w uint64
+	for {
+		w = r.word.Load()
+		active := wordState(w) == stActive
+		if active && !p.singleUse && p.q.Len() > 0 && p.handoff(r) {
+			return
+		}
+		nw := w - 1
+		if active && p.singleUse {
+			nw = withState(nw, stDraining) // used: no new checkouts
+		}
+		if r.word.CompareAndSwap(w, nw) {
+			w = nw
+			break
+		}
+	}
+	if wordState(w) == stDraining && wordLoad(w) == 0 && r.word.CompareAndSwap(w, withState(w, stDown)) {
+		if p.singleUse {
+			p.sc.Removed(r, ErrSingleUse, true)
+		} else {
+			p.sc.Removed(r, ErrResized, false)
+		}
+	}
+	// A caller may have queued between our look at the queue and the
+	// decrement; serve it from the slot just freed.
+	if p.q.Len() > 0 {
+		p.q.Lock()
+		p.serveLocked()
+		p.q.Unlock()
+	}
+	if p.closing.Load() {
+		p.checkDrained()
+	}
+}
+
+// handoff passes the caller's slot on r to the head live waiter, if r still
+// takes work. It reports whether it did.
+func (p *Pool) handoff(r *runner) bool {
+	var now time.Time
+	p.q.Lock()
+	defer p.q.Unlock()
+	e := p.q.FrontLive(func(w *waiter) bool { return w.live(&now) }, nil)
+	if e == nil {
+		return false
+	}
+	for {
+		w := r.word.Load()
+		if wordState(w) != stActive {
+			return false
+		}
+		if r.word.CompareAndSwap(w, w+genOne) { // same load, new checkout
+			break
+		}
+	}
+	p.q.Remove(e)
+	e.Value.ch <- r
+	return true
+}
+
+// bootRunner runs one boot: the OnGrowStart hook (if events), then
+// Backend.Boot bounded by BootTimeout.
+func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool) (*runner, error) {
+	if events && p.cfg.OnGrowStart != nil {
+		ev := GrowEvent{Pool: p.cfg.Name, Count: count, RunnerID: id}
+		if v, stack := p.callHook(func() { p.cfg.OnGrowStart(ev) }); v != nil {
+			p.logError("OnGrowStart panicked; boot failed", "runner", id, "panic", v, "stack", string(stack))
+			return nil, fmt.Errorf("flame: boot runner %d: OnGrowStart panicked: %v", id, v)
+		}
+	}
+	bctx, cancel := withLimit(ctx, p.cfg.BootTimeout)
+	defer cancel()
+	type result struct {
+		node Node
+		err  error
+	}
+	ch := make(chan result, 1)
+	p.wg.Go(func() {
+		var res result
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					res.err = fmt.Errorf("Backend.Boot panicked: %v", v)
+				}
+			}()
+			res.node, res.err = p.cfg.Backend.Boot(bctx, RunnerSpec{Pool: p.cfg.Name, ID: id})
+		}()
+		ch <- res
+	})
+	var res result
+	select {
+	case res = <-ch:
+	case <-bctx.Done():
+		// The backend ignores its ctx. Stop whatever it returns later.
+		p.wg.Go(func() {
+			if late := <-ch; late.node != nil {
+				p.stopNode(late.node, id)
+			}
+		})
+		if errors.Is(bctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("flame: boot runner %d: no node within BootTimeout (%v): %w", id, p.cfg.BootTimeout, context.DeadlineExceeded)
+		}
+		return nil, fmt.Errorf("flame: boot runner %d: %w", id, bctx.Err())
+	}
+	switch {
+	case res.err != nil:
+		if res.node != nil {
+			p.stopNode(res.node, id)
+		}
+		return nil, fmt.Errorf("flame: boot runner %d: %w", id, res.err)
+	case res.node == nil:
+		return nil, fmt.Errorf("flame: boot runner %d: backend returned no node and no error", id)
+	}
+	select {
+	case <-res.node.Done():
+		return nil, fmt.Errorf("flame: boot runner %d: node stopped during boot", id)
+	default:
+	}
+	return newRunner(p, id, res.node), nil
+}
+
+// watch reports the runner as crashed when its node stops unasked.
+func (p *Pool) watch(r *runner) {
+	p.wg.Go(func() {
+		select {
+		case <-r.node.Done():
+			r.Kill()
+			r.cancel(ErrRunnerDown)
+			p.sc.Removed(r, ErrRunnerDown, true)
+		case <-r.stopWatch:
+		}
+	})
+}
+
+// stopNode shuts a node down, waiting at most ShutdownTimeout.
+func (p *Pool) stopNode(n Node, id uint64) {
+	ctx, cancel := withLimit(context.Background(), p.cfg.ShutdownTimeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	p.wg.Go(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				errc <- fmt.Errorf("Node.Shutdown panicked: %v", v)
+			}
+		}()
+		errc <- n.Shutdown(ctx)
+	})
+	select {
+	case err := <-errc:
+		if err != nil {
+			p.logError("runner shutdown failed", "runner", id, "err", err)
+		}
+	case <-ctx.Done():
+		p.logError("runner shutdown exceeded ShutdownTimeout", "runner", id, "timeout", p.cfg.ShutdownTimeout)
+	}
+}
+
+// callHook runs user code, containing a panic.
+func (p *Pool) callHook(f func()) (panicked any, stack []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicked, stack = v, stackTrace()
+		}
+	}()
+	f()
+	return nil, nil
+}
+
+func (p *Pool) logError(msg string, args ...any) {
+	if p.log != nil {
+		p.log.Error(msg, append([]any{"pool", p.cfg.Name}, args...)...)
+	}
+}
+
+func (p *Pool) logInfo(msg string, args ...any) {
+	if p.log != nil {
+		p.log.Info(msg, append([]any{"pool", p.cfg.Name}, args...)...)
+	}
+}
+
+// Resize changes Min and Max at run time. It validates like NewPool, then
+// applies without waiting: below the new Min runners boot; above the new
+// Max, pending boots are canceled (newest first), idle runners shut down
+// (highest ID first) and busy ones drain (least loaded first: no new
+// checkouts, shut down when empty). Queued callers are served as room
+// appears.
+func (p *Pool) Resize(min, max int) error {
+	if err := checkBounds(min, max); err != nil {
+		return err
+	}
+	if p.closing.Load() {
+		return ErrClosed
+	}
+	p.sc.Resize(min, max)
+	return nil
+}
+
+// Stats is a snapshot of a pool for monitoring; exact when the pool is
+// quiescent.
+type Stats struct {
+	Name                     string
+	Min, Max, MaxConcurrency int
+	Runners                  int          // booted and taking work (not draining, shutting down, or used single-use)
+	Pending                  int          // booting
+	Waiting                  int          // callers queued for a slot
+	InUse                    int          // slots held across all runners
+	RunnerLoads              []RunnerLoad // every runner not yet removed, sorted by ID
+	Booted                   uint64       // successful boots since NewPool, Min boots included
+	BootFailures             uint64
+	Shrunk                   uint64 // runners removed, for any reason
+}
+
+// RunnerLoad is one runner's held slots.
+type RunnerLoad struct {
+	ID   uint64
+	Load int
+}
+
+// Stats returns a snapshot of the pool.
+func (p *Pool) Stats() Stats {
+	ss := p.sc.Stats()
+	st := Stats{
+		Name: p.cfg.Name, Min: ss.Min, Max: ss.Max, MaxConcurrency: p.mc,
+		Pending: ss.Pending, Waiting: p.q.Len(),
+		Booted: ss.Booted, BootFailures: ss.BootFailures, Shrunk: ss.Shrunk,
+	}
+	p.byID.Range(func(id uint64, r *runner) bool {
+		w := r.word.Load()
+		if wordState(w) == stActive {
+			st.Runners++
+		}
+		st.InUse += wordLoad(w)
+		st.RunnerLoads = append(st.RunnerLoads, RunnerLoad{ID: id, Load: wordLoad(w)})
+		return true
+	})
+	slices.SortFunc(st.RunnerLoads, func(a, b RunnerLoad) int { return cmp.Compare(a.ID, b.ID) })
+	return st
+}
+
+// host is the pool as the scaler sees it (a separate method set, so that
+// these methods stay off Pool's public API).
+type host Pool
+
+func (h *host) Waiting() int { return h.q.Len() }
+
+func (h *host) Boot(b scaler.Boot) {
+	p := (*Pool)(h)
+	p.wg.Go(func() {
+		r, err := p.bootRunner(b.Ctx, b.ID, b.Count, true)
+		if err != nil {
+			p.sc.BootDone(b.ID, nil, err)
+			return
+		}
+		p.sc.BootDone(b.ID, r, nil)
+		p.watch(r)
+	})
+}
+
+func (h *host) Publish(rs []scaler.Runner) {
+	p := (*Pool)(h)
+	set := make([]*runner, len(rs))
+	for i, r := range rs {
+		set[i] = r.(*runner)
+		p.byID.Store(set[i].id, set[i])
+	}
+	p.set.Store(&set)
+	p.byID.Range(func(id uint64, r *runner) bool {
+		if _, found := slices.BinarySearchFunc(set, id, func(r *runner, id uint64) int { return cmp.Compare(r.id, id) }); !found {
+			p.byID.Delete(id)
+		}
+		return true
+	})
+	p.q.Lock()
+	p.serveLocked()
+	p.q.Unlock()
+}
+
+func (h *host) Shutdown(sr scaler.Runner, reason error) {
+	p := (*Pool)(h)
+	r := sr.(*runner)
+	r.stopWatching()
+	r.cancel(reason)
+	p.wg.Go(func() { p.stopNode(r.node, r.id) })
+}
+
+func (h *host) IdleCheck() bool {
+	p := (*Pool)(h)
+	if p.cfg.IdleCheck == nil {
+		return true
+	}
+	ok := false
+	if v, stack := p.callHook(func() { ok = p.cfg.IdleCheck() }); v != nil {
+		p.logError("IdleCheck panicked", "panic", v, "stack", string(stack))
+		return false
+	}
+	return ok
+}
+
+func (h *host) GrowEnd(ev scaler.Event, err error) {
+	p := (*Pool)(h)
+	if err != nil {
+		p.logError("runner boot failed", "runner", ev.ID, "err", err)
+	} else {
+		p.logInfo("runner up", "runner", ev.ID, "count", ev.Count)
+	}
+	if p.cfg.OnGrowEnd == nil {
+		return
+	}
+	gev := GrowEvent{Pool: p.cfg.Name, Count: ev.Count, RunnerID: ev.ID}
+	if v, stack := p.callHook(func() { p.cfg.OnGrowEnd(gev, err) }); v != nil {
+		p.logError("OnGrowEnd panicked", "panic", v, "stack", string(stack))
+	}
+}
+
+func (h *host) Shrink(ev scaler.Event, reason error) {
+	p := (*Pool)(h)
+	p.logInfo("runner down", "runner", ev.ID, "count", ev.Count, "reason", reason)
+	if p.cfg.OnShrink == nil {
+		return
+	}
+	sev := ShrinkEvent{Pool: p.cfg.Name, Count: ev.Count, RunnerID: ev.ID, Reason: reason}
+	if v, stack := p.callHook(func() { p.cfg.OnShrink(sev) }); v != nil {
+		p.logError("OnShrink panicked", "panic", v, "stack", string(stack))
+	}
+}

@@ -1,0 +1,117 @@
+package flame
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/goflame/goflame/flame/internal/scaler"
+)
+
+// A runner's state and load share one 64-bit word, so that every decision
+// about a slot is a single compare-and-swap:
+//
+//	bits  0..23  load: slots held
+//	bits 24..25  state: active, draining or down (scaler.State)
+//	bits 26..63  checkout generation: +1 on every checkout, wraps
+//
+// "Take a slot only if active and below MaxConcurrency" and "claim for
+// shutdown only if active, load 0 and untouched since the idle period
+// began" are then each one CAS on the same word, so the idle reaper can
+// never take a runner that a caller has just claimed.
+const (
+	loadBits   = 24
+	loadMask   = 1<<loadBits - 1
+	stateShift = loadBits
+	stateMask  = 3 << stateShift
+	genShift   = stateShift + 2
+	genOne     = 1 << genShift
+
+	// maxMaxConcurrency is the largest MaxConcurrency the word can count.
+	maxMaxConcurrency = loadMask
+
+	stActive   = uint64(scaler.Active) << stateShift
+	stDraining = uint64(scaler.Draining) << stateShift
+	stDown     = uint64(scaler.Down) << stateShift
+)
+
+func wordLoad(w uint64) int         { return int(w & loadMask) }
+func wordState(w uint64) uint64     { return w & stateMask }
+func withState(w, st uint64) uint64 { return w&^stateMask | st }
+
+// runner is one booted runner. The word is written by every checkout and
+// release, so it sits alone on its cache line; the rest is set at boot and
+// read-only after, except where noted.
+type runner struct {
+	_    [64]byte
+	word atomic.Uint64
+	_    [56]byte
+
+	id     uint64
+	node   Node
+	pool   *Pool
+	ctx    context.Context         // cancelled when the runner goes down: fn contexts follow it
+	cancel context.CancelCauseFunc // with ErrRunnerDown (crash) or ErrClosed (Close)
+
+	stopWatch chan struct{} // closed when the pool shuts the runner down on purpose
+	stopOnce  sync.Once
+}
+
+func newRunner(p *Pool, id uint64, node Node) *runner {
+	ctx, cancel := context.WithCancelCause(p.baseCtx)
+	return &runner{id: id, node: node, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
+}
+
+// tryAcquire takes a slot if the runner is active and below max, given the
+// word w the caller last read. It reports success; on failure the caller
+// re-reads and re-decides.
+func (r *runner) tryAcquire(w uint64, max int) bool {
+	return wordState(w) == stActive && wordLoad(w) < max && r.word.CompareAndSwap(w, w+1+genOne)
+}
+
+// ID implements scaler.Runner.
+func (r *runner) ID() uint64 { return r.id }
+
+// Snapshot implements scaler.Runner.
+func (r *runner) Snapshot() (int, uint64, scaler.State) {
+	w := r.word.Load()
+	return wordLoad(w), w >> genShift, scaler.State(wordState(w) >> stateShift)
+}
+
+// ClaimIdle implements scaler.Runner.
+func (r *runner) ClaimIdle(gen uint64) bool {
+	w := gen<<genShift | stActive
+	return r.word.CompareAndSwap(w, withState(w, stDown))
+}
+
+// Drain implements scaler.Runner.
+func (r *runner) Drain() bool {
+	for {
+		w := r.word.Load()
+		if wordState(w) != stActive {
+			return false
+		}
+		if wordLoad(w) == 0 {
+			if r.word.CompareAndSwap(w, withState(w, stDown)) {
+				return true
+			}
+			continue
+		}
+		if r.word.CompareAndSwap(w, withState(w, stDraining)) {
+			return false
+		}
+	}
+}
+
+// Kill implements scaler.Runner.
+func (r *runner) Kill() {
+	for {
+		w := r.word.Load()
+		if wordState(w) == stDown || r.word.CompareAndSwap(w, withState(w, stDown)) {
+			return
+		}
+	}
+}
+
+// stopWatching tells the crash watcher that the pool is stopping the node.
+func (r *runner) stopWatching() { r.stopOnce.Do(func() { close(r.stopWatch) }) }
