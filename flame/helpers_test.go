@@ -14,11 +14,11 @@ import (
 // whose nodes can be crashed. Safe for concurrent use.
 type testBackend struct {
 	mu        sync.Mutex
-	delay     time.Duration                // each boot takes this long (virtual time under synctest)
-	fail      func(id uint64) error        // non-nil error fails that boot
-	hang      func(id uint64) bool         // true: Boot blocks until its ctx is done
-	nodes     map[uint64]*testNode         // every node booted, by runner ID
-	bootCalls []uint64                     // runner IDs passed to Boot, in call order
+	delay     time.Duration                              // each boot takes this long (virtual time under synctest)
+	fail      func(id uint64) error                      // non-nil error fails that boot
+	hang      func(id uint64) bool                       // true: Boot blocks until its ctx is done
+	nodes     map[uint64]*testNode                       // every node booted, by runner ID
+	bootCalls []uint64                                   // runner IDs passed to Boot, in call order
 	onBoot    func(ctx context.Context, spec RunnerSpec) // called at the start of Boot
 }
 
