@@ -62,13 +62,6 @@ func newRunner(p *Pool, id uint64, node Node) *runner {
 	return &runner{id: id, node: node, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
 }
 
-// tryAcquire takes a slot if the runner is active and below max, given the
-// word w the caller last read. It reports success; on failure the caller
-// re-reads and re-decides.
-func (r *runner) tryAcquire(w uint64, max int) bool {
-	return wordState(w) == stActive && wordLoad(w) < max && r.word.CompareAndSwap(w, w+1+genOne)
-}
-
 // ID implements scaler.Runner.
 func (r *runner) ID() uint64 { return r.id }
 

@@ -31,6 +31,9 @@ type impl struct {
 	closeFailsWaiters bool
 	// closeRejects: Acquire after Close returns ErrClosed.
 	closeRejects bool
+	// handsOff: a release hands the slot to a queued waiter before that waiter runs
+	// again, so the waiter can see both the slot and its ctx done.
+	handsOff bool
 }
 
 // instantBoot boots a growing actor's runner at once.
@@ -38,14 +41,14 @@ func instantBoot(context.Context) {}
 
 var impls = []impl{
 	{name: "actor", new: NewActor, spreads: true, fifo: true, leastLoaded: true,
-		closeFailsWaiters: true, closeRejects: true},
+		closeFailsWaiters: true, closeRejects: true, handsOff: true},
 	{name: "actor-growing", new: func(runners, slots int) Pool {
 		return NewActorGrowing(runners, slots, instantBoot)
-	}, spreads: true, fifo: true, closeFailsWaiters: true, closeRejects: true},
+	}, spreads: true, fifo: true, closeFailsWaiters: true, closeRejects: true, handsOff: true},
 	{name: "semaphore", new: NewSemaphore, fifo: true},
 	{name: "puddle", new: NewPuddle, spreads: true, closeRejects: true},
 	{name: "mutex", new: NewMutex, spreads: true, fifo: true, leastLoaded: true,
-		closeFailsWaiters: true, closeRejects: true},
+		closeFailsWaiters: true, closeRejects: true, handsOff: true},
 }
 
 // forEach runs f as a subtest for every implementation that satisfies want.
@@ -303,6 +306,66 @@ func TestGivingUpAsASlotIsHandedOverLosesNoSlot(t *testing.T) {
 				}
 				releaseAll(p, held)
 				checkIntact(t, im, p, testCapacity, time.Second)
+			}
+		})
+	})
+}
+
+// onFirstDone is a ctx that runs hook the first time Done is called, before returning
+// the done channel. Pools ask for Done just before they block, so the hook runs at the
+// last moment a waiter is queued but not yet parked.
+type onFirstDone struct {
+	context.Context
+	once sync.Once
+	hook func()
+}
+
+func (c *onFirstDone) Done() <-chan struct{} {
+	c.once.Do(c.hook)
+	return c.Context.Done()
+}
+
+// TestWaiterHandedASlotAsItGivesUpReleasesIt makes the worst interleaving deterministic:
+// a release hands the queued waiter a slot, then the waiter's ctx ends, and only then does
+// the waiter look at both. It picks either at random; when it picks ctx.Done it must
+// give the slot back. Over many rounds both outcomes occur, and no slot is ever lost.
+func TestWaiterHandedASlotAsItGivesUpReleasesIt(t *testing.T) {
+	forEach(t, nil, func(t *testing.T, im impl) {
+		synctest.Test(t, func(t *testing.T) {
+			p := im.new(testRunners, testSlots)
+			defer p.Close()
+			var served, gaveUp int
+			for range 64 {
+				held := acquireN(t, p, testCapacity, time.Second)
+				parent, cancel := context.WithCancel(context.Background())
+				ctx := &onFirstDone{Context: parent, hook: func() {
+					p.Release(held[0])
+					synctest.Wait() // the release has reached the waiter, if it was queued
+					cancel()
+				}}
+				var s Slot
+				var err error
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					s, err = p.Acquire(ctx)
+				}()
+				<-done
+				held = held[1:]
+				switch {
+				case err == nil:
+					served++
+					held = append(held, s)
+				case errors.Is(err, context.Canceled):
+					gaveUp++
+				default:
+					t.Fatalf("got %v, want nil or context.Canceled", err)
+				}
+				releaseAll(p, held)
+				checkIntact(t, im, p, testCapacity, time.Second)
+			}
+			if im.handsOff && (served == 0 || gaveUp == 0) {
+				t.Errorf("served %d, gave up %d: want both outcomes", served, gaveUp)
 			}
 		})
 	})
