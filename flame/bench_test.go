@@ -1,0 +1,83 @@
+package flame
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// benchPool is a pool with Min = Max = runners, so every runner is booted
+// before the timer starts and no benchmark measures growth.
+func benchPool(b *testing.B, runners, slots int) *Pool {
+	b.Helper()
+	p, err := NewPool(Config{Min: runners, Max: runners, MaxConcurrency: slots})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p
+}
+
+// BenchmarkCheckoutRelease is the free-capacity hot path: 4 runners x 64
+// slots, so no caller ever waits.
+func BenchmarkCheckoutRelease(b *testing.B) {
+	for _, par := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("par=%d", par), func(b *testing.B) {
+			p := benchPool(b, 4, 64)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(par)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r, err := p.checkout(ctx, Infinity, kindCall)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					p.release(r)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCall is the full Call path with a no-op fn and the default
+// Config timeouts.
+func BenchmarkCall(b *testing.B) {
+	noop := func(context.Context) error { return nil }
+	for _, par := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("par=%d", par), func(b *testing.B) {
+			p := benchPool(b, 4, 64)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(par)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := p.Call(ctx, noop); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCallSaturated has far more callers than slots (4 x 2 slots,
+// parallelism 64 per CPU), so nearly every call queues and is served by a
+// release's direct handoff.
+func BenchmarkCallSaturated(b *testing.B) {
+	noop := func(context.Context) error { return nil }
+	p := benchPool(b, 4, 2)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(64)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := p.Call(ctx, noop); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
