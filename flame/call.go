@@ -45,7 +45,7 @@ func (p *Pool) Call(ctx context.Context, fn func(context.Context) error, opts ..
 	if !o.link {
 		return p.callUnlinked(ctx, r, fn, o.exec)
 	}
-	return p.exec(newExecCtx(ctx, r, true, o.exec), r, fn)
+	return p.exec(p.newExecCtx(ctx, r, true, o.exec), r, fn)
 }
 
 // Call is Pool.Call for a fn that returns a value.
@@ -78,7 +78,7 @@ func stackTrace() []byte { return debug.Stack() }
 
 func (p *Pool) callUnlinked(ctx context.Context, r *runner, fn func(context.Context) error, limit time.Duration) error {
 	res := make(chan error, 1)
-	c := newExecCtx(ctx, r, false, limit)
+	c := p.newExecCtx(ctx, r, false, limit)
 	p.startWork(func() { res <- p.exec(c, r, fn) })
 	select {
 	case err := <-res:
@@ -136,7 +136,7 @@ func (p *Pool) Cast(ctx context.Context, fn func(context.Context) error, opts ..
 			}
 			return
 		}
-		if err := p.exec(newExecCtx(ctx, r, o.link, o.exec), r, fn); err != nil {
+		if err := p.exec(p.newExecCtx(ctx, r, o.link, o.exec), r, fn); err != nil {
 			var pe *PanicError
 			if errors.As(err, &pe) {
 				p.logError("cast panicked", "runner", r.id, "panic", pe.Value, "stack", string(pe.Stack))
@@ -203,7 +203,7 @@ func (p *Pool) PlaceChild(ctx context.Context, fn func(context.Context) error, o
 	if err != nil {
 		return nil, err
 	}
-	child := &Child{c: newExecCtx(ctx, r, o.link, Infinity), runnerID: r.id, done: make(chan struct{})}
+	child := &Child{c: p.newExecCtx(ctx, r, o.link, Infinity), runnerID: r.id, done: make(chan struct{})}
 	started := make(chan struct{})
 	p.startWork(func() {
 		defer close(child.done)

@@ -61,6 +61,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.baseCancel(ErrClosed) // cancel in-flight work
 	}
 	p.sc.Stop(ErrClosed)
+	p.clock.Stop()
 	if err != nil {
 		return err
 	}

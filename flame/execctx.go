@@ -12,22 +12,29 @@ import (
 // limit passes, when the runner goes down, when Child.Stop is called, when fn
 // has returned, and, if linked, when the caller's ctx is done.
 //
-// It costs one allocation and nothing else until fn asks for Done: only then
-// are timers and cancellation hooks registered. Err and the call's result
-// work the conditions out on demand before that, so a fn that never looks
-// at its ctx pays for no timer, no goroutine and no lock.
+// It costs one small allocation and nothing else until somebody asks for
+// Done: only then are a timer and cancellation hooks registered (in a
+// second, lazily allocated part). Err and the call's result work the
+// conditions out on demand before that, so a fn that never looks at its ctx
+// pays for no timer, no goroutine and no lock. The execution limit starts
+// from the pool's coarse clock (see internal/clock), so that a call does
+// not pay for reading the time either.
 type execCtx struct {
 	parent   context.Context // values always; cancellation when linked
 	r        *runner
-	deadline time.Time // zero: no execution limit
+	deadline int64 // on p.clock's scale; 0: no execution limit
 	linked   bool
+	phase    atomic.Uint32 // phaseFresh -> phaseArmed (Done asked for) or phaseFinished
+	lz       atomic.Pointer[execLazy]
+}
 
-	phase atomic.Uint32 // fresh -> armed (Done was asked for) or finished
-
-	mu    sync.Mutex // guards the fields below once armed
-	done  chan struct{}
+// execLazy is the part of an execCtx that exists only once it is armed,
+// cancelled, or found expired.
+type execLazy struct {
+	mu    sync.Mutex
+	done  chan struct{} // nil until Done is asked for
 	err   error
-	cause error // why: ErrTimeout, the runner's cause, or nil (parent, stop, finish)
+	cause error // why: ErrTimeout, the runner's cause, or nil (caller, Stop, finish)
 	stops []func() bool
 }
 
@@ -39,22 +46,37 @@ const (
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func newExecCtx(parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
+func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
 	c := &execCtx{parent: parent, r: r, linked: linked}
 	if limit != Infinity && limit > 0 {
-		c.deadline = time.Now().Add(limit)
+		c.deadline = p.clock.Now() + int64(limit)
 	}
 	return c
 }
 
+// lazy returns the lazy part, allocating it on first use.
+func (c *execCtx) lazy() *execLazy {
+	if lz := c.lz.Load(); lz != nil {
+		return lz
+	}
+	lz := new(execLazy)
+	if c.lz.CompareAndSwap(nil, lz) {
+		return lz
+	}
+	return c.lz.Load()
+}
+
 func (c *execCtx) Deadline() (time.Time, bool) {
-	d, ok := c.deadline, !c.deadline.IsZero()
+	var d time.Time
+	if c.deadline != 0 {
+		d = c.r.pool.clock.Time(c.deadline)
+	}
 	if c.linked {
-		if pd, pok := c.parent.Deadline(); pok && (!ok || pd.Before(d)) {
+		if pd, ok := c.parent.Deadline(); ok && (d.IsZero() || pd.Before(d)) {
 			return pd, true
 		}
 	}
-	return d, ok
+	return d, !d.IsZero()
 }
 
 func (c *execCtx) Value(key any) any {
@@ -65,51 +87,61 @@ func (c *execCtx) Value(key any) any {
 }
 
 func (c *execCtx) Done() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done != nil {
-		return c.done
+	lz := c.lazy()
+	lz.mu.Lock()
+	defer lz.mu.Unlock()
+	if lz.done != nil {
+		return lz.done
 	}
 	if !c.phase.CompareAndSwap(phaseFresh, phaseArmed) {
 		// fn has returned: the context is over.
-		c.done = closedChan
-		c.setErr(context.Canceled, nil)
-		return c.done
+		lz.done = closedChan
+		c.setErr(lz, context.Canceled, nil)
+		return lz.done
 	}
-	c.done = make(chan struct{})
-	if c.err == nil {
+	lz.done = make(chan struct{})
+	if lz.err == nil {
 		if err, cause := c.fired(); err != nil {
-			c.setErr(err, cause)
+			c.setErr(lz, err, cause)
 		}
 	}
-	if c.err != nil {
-		close(c.done)
-		return c.done
+	if lz.err != nil {
+		close(lz.done)
+		return lz.done
 	}
 	if c.linked && c.parent.Done() != nil {
 		parent := c.parent
-		c.stops = append(c.stops, context.AfterFunc(parent, func() { c.cancel(parent.Err(), nil) }))
+		lz.stops = append(lz.stops, context.AfterFunc(parent, func() { c.cancel(parent.Err(), nil) }))
 	}
-	if !c.deadline.IsZero() {
-		t := time.AfterFunc(time.Until(c.deadline), func() { c.cancel(context.DeadlineExceeded, ErrTimeout) })
-		c.stops = append(c.stops, t.Stop)
+	if c.deadline != 0 {
+		wait := time.Duration(c.deadline - c.r.pool.clock.Exact())
+		t := time.AfterFunc(wait, func() { c.cancel(context.DeadlineExceeded, ErrTimeout) })
+		lz.stops = append(lz.stops, t.Stop)
 	}
 	rctx := c.r.ctx
-	c.stops = append(c.stops, context.AfterFunc(rctx, func() { c.cancel(context.Canceled, context.Cause(rctx)) }))
-	return c.done
+	lz.stops = append(lz.stops, context.AfterFunc(rctx, func() { c.cancel(context.Canceled, context.Cause(rctx)) }))
+	return lz.done
 }
 
 func (c *execCtx) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err == nil && c.done == nil {
-		if c.phase.Load() == phaseFinished {
-			c.setErr(context.Canceled, nil)
-		} else if err, cause := c.fired(); err != nil {
-			c.setErr(err, cause)
+	if c.lz.Load() == nil {
+		if c.phase.Load() != phaseFinished {
+			if err, _ := c.fired(); err == nil {
+				return nil // the common case: nothing fired, nothing allocated
+			}
 		}
 	}
-	return c.err
+	lz := c.lazy()
+	lz.mu.Lock()
+	defer lz.mu.Unlock()
+	if lz.err == nil && lz.done == nil {
+		if c.phase.Load() == phaseFinished {
+			c.setErr(lz, context.Canceled, nil)
+		} else if err, cause := c.fired(); err != nil {
+			c.setErr(lz, err, cause)
+		}
+	}
+	return lz.err
 }
 
 func (c *execCtx) String() string { return "flame.execCtx" }
@@ -120,7 +152,7 @@ func (c *execCtx) fired() (err, cause error) {
 	if c.r.ctx.Err() != nil {
 		return context.Canceled, context.Cause(c.r.ctx)
 	}
-	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+	if c.deadline != 0 && c.r.pool.clock.Exact() >= c.deadline {
 		return context.DeadlineExceeded, ErrTimeout
 	}
 	if c.linked {
@@ -131,26 +163,27 @@ func (c *execCtx) fired() (err, cause error) {
 	return nil, nil
 }
 
-// setErr records the first cancellation. Requires c.mu.
-func (c *execCtx) setErr(err, cause error) {
-	if c.err != nil {
+// setErr records the first cancellation. Requires lz.mu.
+func (c *execCtx) setErr(lz *execLazy, err, cause error) {
+	if lz.err != nil {
 		return
 	}
-	c.err, c.cause = err, cause
-	if c.done != nil && c.done != closedChan {
-		close(c.done)
+	lz.err, lz.cause = err, cause
+	if lz.done != nil && lz.done != closedChan {
+		close(lz.done)
 	}
-	for _, stop := range c.stops {
+	for _, stop := range lz.stops {
 		stop()
 	}
-	c.stops = nil
+	lz.stops = nil
 }
 
 // cancel cancels the context (Child.Stop and the registered hooks).
 func (c *execCtx) cancel(err, cause error) {
-	c.mu.Lock()
-	c.setErr(err, cause)
-	c.mu.Unlock()
+	lz := c.lazy()
+	lz.mu.Lock()
+	c.setErr(lz, err, cause)
+	lz.mu.Unlock()
 }
 
 // finish ends the context once fn has returned.
@@ -174,12 +207,16 @@ func (c *execCtx) result(err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
-	c.mu.Lock()
-	cause := c.cause
-	if c.err == nil {
+	var cause error
+	recorded := false
+	if lz := c.lz.Load(); lz != nil {
+		lz.mu.Lock()
+		cause, recorded = lz.cause, lz.err != nil
+		lz.mu.Unlock()
+	}
+	if !recorded {
 		_, cause = c.fired()
 	}
-	c.mu.Unlock()
 	if cause == nil {
 		return err
 	}

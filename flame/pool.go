@@ -14,6 +14,7 @@ import (
 	"github.com/puzpuzpuz/xsync/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/goflame/goflame/flame/internal/clock"
 	"github.com/goflame/goflame/flame/internal/scaler"
 	"github.com/goflame/goflame/flame/internal/waitq"
 )
@@ -40,7 +41,8 @@ type Pool struct {
 	q       waitq.Queue[*waiter]
 	closing atomic.Bool // Close has begun: new work gets ErrClosed
 
-	sc *scaler.Scaler
+	sc    *scaler.Scaler
+	clock *clock.Clock // start times of execution limits
 
 	baseCtx    context.Context // parent of every runner's ctx
 	baseCancel context.CancelCauseFunc
@@ -92,6 +94,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		castEnd:   make(chan struct{}),
 	}
 	p.set.Store(new([]*runner))
+	p.clock = clock.New(p.wg.Go)
 	p.baseCtx, p.baseCancel = context.WithCancelCause(context.Background())
 
 	initial := make([]*runner, cfg.Min)
