@@ -43,10 +43,11 @@ type Config struct {
 
 	// IdleShutdownAfter is the idle period of runners booted for demand,
 	// default 30s. A runner is checked at the end of each of its periods and
-	// shuts down when nothing checked it out during the whole period, its
-	// load is 0, IdleCheck (if set) returns true, and enough runners remain
-	// for Min. Otherwise a new period starts. So a runner idles down between
-	// one and two periods after its last work.
+	// shuts down when no checkout or release touched it during the whole
+	// period (so its load stayed 0), IdleCheck (if set) returns true, and
+	// enough runners remain for Min. Otherwise a new period starts. So a
+	// runner idles down between one and two periods after its last work
+	// ended.
 	IdleShutdownAfter time.Duration
 	// IdleCheck, if set, must return true for a runner to idle down.
 	IdleCheck func() bool

@@ -293,7 +293,7 @@ func (p *Pool) release(r *runner) {
 		if active && !p.singleUse && p.q.Len() > 0 && p.handoff(r) {
 			return
 		}
-		nw := w - 1
+		nw := w - 1 + genOne // a release is activity too: it restarts the idle period
 		if active && p.singleUse {
 			nw = withState(nw, stDraining) // used: no new checkouts
 		}
@@ -303,10 +303,10 @@ func (p *Pool) release(r *runner) {
 		}
 	}
 	if wordState(w) == stDraining && wordLoad(w) == 0 && r.word.CompareAndSwap(w, withState(w, stDown)) {
-		if p.singleUse {
-			p.sc.Removed(r, ErrSingleUse, true)
-		} else {
+		if r.resized.Load() {
 			p.sc.Removed(r, ErrResized, false)
+		} else {
+			p.sc.Removed(r, ErrSingleUse, true)
 		}
 	}
 	// A caller may have queued between our look at the queue and the

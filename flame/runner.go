@@ -13,7 +13,7 @@ import (
 //
 //	bits  0..23  load: slots held
 //	bits 24..25  state: active, draining or down (scaler.State)
-//	bits 26..63  checkout generation: +1 on every checkout, wraps
+//	bits 26..63  generation: +1 on every checkout and release, wraps
 //
 // "Take a slot only if active and below MaxConcurrency" and "claim for
 // shutdown only if active, load 0 and untouched since the idle period
@@ -53,6 +53,7 @@ type runner struct {
 	ctx    context.Context         // cancelled when the runner goes down: fn contexts follow it
 	cancel context.CancelCauseFunc // with ErrRunnerDown (crash) or ErrClosed (Close)
 
+	resized   atomic.Bool   // drained by Resize (not by single use)
 	stopWatch chan struct{} // closed when the pool shuts the runner down on purpose
 	stopOnce  sync.Once
 }
@@ -90,6 +91,7 @@ func (r *runner) Drain() bool {
 			}
 			continue
 		}
+		r.resized.Store(true)
 		if r.word.CompareAndSwap(w, withState(w, stDraining)) {
 			return false
 		}

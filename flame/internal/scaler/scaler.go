@@ -43,8 +43,8 @@ const Infinity time.Duration = math.MaxInt64
 // Runner is the pool's runner record as far as the scaler needs it.
 type Runner interface {
 	ID() uint64
-	// Snapshot returns the load, the checkout generation (it changes on
-	// every checkout) and the state, read in one atomic load.
+	// Snapshot returns the load, the generation (it changes on every
+	// checkout and release) and the state, read in one atomic load.
 	Snapshot() (load int, gen uint64, st State)
 	// ClaimIdle moves the runner from Active, load 0 and generation gen to
 	// Down in one step. It fails if anything changed since the snapshot.
@@ -109,7 +109,7 @@ type Stats struct {
 type runnerInfo struct {
 	r     Runner
 	min   bool        // uses MinIdleAfter
-	gen   uint64      // checkout generation when the idle period started
+	gen   uint64      // generation when the idle period started
 	timer *time.Timer // idle check; nil while disabled
 }
 
@@ -137,7 +137,7 @@ type Scaler struct {
 	retryTimer   *time.Timer
 	retryPending bool
 	minDirty     bool // Min may need replacements (crash, single use, Resize)
-	closing      bool // no Min upkeep, no retries; boots only for queued casts
+	closing      bool // no Min upkeep; boots only for queued casts
 	stopped      bool // everything is shut down; the goroutine exits when idle
 	effects      []func()
 	lastBootErr  error
@@ -237,7 +237,7 @@ func (s *Scaler) evaluate() {
 			s.cancelPending(ErrBootCanceled)
 			return
 		}
-	} else if s.minDirty {
+	} else if s.minDirty && !s.retryPending {
 		s.minDirty = false
 		for s.total() < s.min {
 			s.startBoot(true)
@@ -283,7 +283,10 @@ func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 		s.lastBootErr = err
 		ev := Event{ID: id, Count: s.total()}
 		s.push(func() { s.host.GrowEnd(ev, err) })
-		if !s.closing && !s.retryPending && s.unmet() {
+		if pb.min && !s.closing && s.total() < s.min {
+			s.minDirty = true // Min is standing demand: restore it on the retry
+		}
+		if !s.retryPending && (s.unmet() || s.minDirty) {
 			s.retryPending = true
 			s.retryTimer = time.AfterFunc(s.retryAfter, s.retryFired)
 		}
@@ -406,8 +409,8 @@ func (s *Scaler) idleCandidate(info *runnerInfo) (gen uint64, ok bool) {
 }
 
 // checkIdle runs at the end of a runner's idle period: the runner shuts down
-// if nothing checked it out during the whole period, its load is 0 and the
-// idle check agrees; otherwise a new period starts.
+// if no checkout or release touched it during the whole period, its load is
+// 0 and the idle check agrees; otherwise a new period starts.
 func (s *Scaler) checkIdle(info *runnerInfo) {
 	s.mu.Lock()
 	if s.stopped || s.runners[info.r.ID()] != info {
@@ -531,15 +534,12 @@ func (s *Scaler) cancelPending(reason error) {
 	}
 }
 
-// SetClosing stops Min upkeep and retries; boots go on only while callers
-// (accepted casts) are queued, and pending boots are canceled once none are.
+// SetClosing stops Min upkeep; boots go on (with the usual retry rule) only
+// while callers (accepted casts) are queued, and pending boots are canceled
+// once none are.
 func (s *Scaler) SetClosing() {
 	s.mu.Lock()
 	s.closing = true
-	if s.retryTimer != nil {
-		s.retryTimer.Stop()
-	}
-	s.retryPending = false
 	s.mu.Unlock()
 	s.Kick()
 }
