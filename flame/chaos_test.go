@@ -102,8 +102,8 @@ type castCounter struct {
 }
 
 func (c *castCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (c *castCounter) WithAttrs([]slog.Attr) slog.Handler      { return c }
-func (c *castCounter) WithGroup(string) slog.Handler           { return c }
+func (c *castCounter) WithAttrs([]slog.Attr) slog.Handler       { return c }
+func (c *castCounter) WithGroup(string) slog.Handler            { return c }
 func (c *castCounter) Handle(_ context.Context, r slog.Record) error {
 	switch {
 	case strings.HasPrefix(r.Message, "cast dropped"), strings.HasPrefix(r.Message, "cast could not start"):
