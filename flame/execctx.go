@@ -3,6 +3,7 @@ package flame
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,11 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
 	c := &execCtx{parent: parent, r: r, linked: linked}
 	if limit != Infinity && limit > 0 {
-		c.deadline = p.clock.Now() + int64(limit)
+		now := p.clock.Now()
+		c.deadline = now + int64(limit)
+		if c.deadline < now { // a huge finite limit: saturate rather than wrap
+			c.deadline = math.MaxInt64
+		}
 	}
 	return c
 }
