@@ -1,0 +1,78 @@
+package flame
+
+import "testing"
+
+// The runner word's CAS rules, tested directly: these are what make an idle
+// claim and a checkout mutually exclusive.
+
+func testRunner() *runner {
+	p := &Pool{mc: 2}
+	return &runner{id: 1, pool: p}
+}
+
+func acquire(r *runner) bool {
+	w := r.word.Load()
+	return wordState(w) == stActive && wordLoad(w) < r.pool.mc && r.word.CompareAndSwap(w, w+1+genOne)
+}
+
+func TestClaimIdleFailsAfterACheckoutAndReleaseInBetween(t *testing.T) {
+	r := testRunner()
+	_, gen, _ := r.Snapshot()
+	if !acquire(r) {
+		t.Fatal("checkout failed")
+	}
+	r.pool.release(r)
+	if load, _, _ := r.Snapshot(); load != 0 {
+		t.Fatalf("load %d after release", load)
+	}
+	if r.ClaimIdle(gen) {
+		t.Fatal("ClaimIdle succeeded although the runner was used since the idle period began")
+	}
+	_, gen, _ = r.Snapshot()
+	if !r.ClaimIdle(gen) {
+		t.Fatal("ClaimIdle failed on an untouched idle runner")
+	}
+	if acquire(r) {
+		t.Fatal("checkout landed on a claimed runner")
+	}
+}
+
+func TestClaimIdleFailsWithASlotHeld(t *testing.T) {
+	r := testRunner()
+	acquire(r)
+	_, gen, _ := r.Snapshot()
+	if r.ClaimIdle(gen) {
+		t.Fatal("ClaimIdle took a runner with a slot held")
+	}
+}
+
+func TestDrainStopsCheckoutsAndClaimsOnlyWhenEmpty(t *testing.T) {
+	r := testRunner()
+	acquire(r)
+	if r.Drain() {
+		t.Fatal("Drain reported a busy runner as down")
+	}
+	if _, _, st := r.Snapshot(); st != 1 { // Draining
+		t.Fatalf("state %d after Drain, want draining", st)
+	}
+	if acquire(r) {
+		t.Fatal("checkout landed on a draining runner")
+	}
+	r2 := testRunner()
+	if !r2.Drain() {
+		t.Fatal("Drain of an idle runner should claim it at once")
+	}
+}
+
+func TestKillKeepsLoadSoALateReleaseIsHarmless(t *testing.T) {
+	r := testRunner()
+	acquire(r)
+	r.Kill()
+	load, _, st := r.Snapshot()
+	if load != 1 || st != 2 {
+		t.Fatalf("after Kill: load %d state %d, want load kept and state down", load, st)
+	}
+	if acquire(r) {
+		t.Fatal("checkout landed on a dead runner")
+	}
+}
