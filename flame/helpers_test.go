@@ -156,31 +156,3 @@ func mustPool(t testing.TB, cfg Config) *Pool {
 	})
 	return p
 }
-
-// holder starts calls that hold their slot until released, so tests can
-// shape the pool's load.
-type holder struct {
-	release chan struct{}
-	started chan uint64 // runner ID of each call as it starts
-	done    chan error
-}
-
-func newHolder() *holder {
-	return &holder{release: make(chan struct{}), started: make(chan uint64, 1024), done: make(chan error, 1024)}
-}
-
-// call starts one held Call in a goroutine.
-func (h *holder) call(ctx context.Context, p *Pool, opts ...CallOption) {
-	go func() {
-		h.done <- p.Call(ctx, func(ctx context.Context) error {
-			id, _ := RunnerID(ctx)
-			h.started <- id
-			select {
-			case <-h.release:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}, opts...)
-	}()
-}
