@@ -296,8 +296,8 @@ func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 	info := &runnerInfo{r: r, min: pb.min}
 	s.runners[id] = info
 	s.booted++
+	s.armIdle(info) // before publishing: any use of the runner counts as activity
 	s.publish()
-	s.armIdle(info)
 	ev := Event{ID: id, Count: s.total()}
 	s.push(func() { s.host.GrowEnd(ev, nil) })
 	s.mu.Unlock()
