@@ -39,6 +39,7 @@ type Pool struct {
 	byID *xsync.MapOf[uint64, *runner]
 
 	q       waitq.Queue[*waiter]
+	waiters sync.Pool   // of *waiter, reused across checkouts (per pool: channels and timers stay in one synctest bubble)
 	closing atomic.Bool // Close has begun: new work gets ErrClosed
 
 	sc    *scaler.Scaler
@@ -71,8 +72,9 @@ type waiter struct {
 	deadline time.Time // zero: no budget
 	kind     waitKind
 	// ch receives the granted runner, or nil when the pool closes (or drops
-	// a queued cast). At most one value is ever sent, under q's lock.
-	ch chan *runner
+	// a queued cast). At most one value is ever sent per wait, under q's lock.
+	ch    chan *runner
+	timer *time.Timer // the checkout wait's budget; reused
 }
 
 // NewPool validates cfg, boots Min runners (at most 10 at a time, each
@@ -92,6 +94,11 @@ func NewPool(cfg Config) (*Pool, error) {
 		byID:      xsync.NewMapOf[uint64, *runner](),
 		drained:   make(chan struct{}),
 		castEnd:   make(chan struct{}),
+	}
+	p.waiters.New = func() any {
+		w := &waiter{ch: make(chan *runner, 1)}
+		w.elem.Value = w
+		return w
 	}
 	p.set.Store(new([]*runner))
 	p.clock = clock.New(p.wg.Go)
@@ -178,22 +185,35 @@ func (p *Pool) checkout(ctx context.Context, wait time.Duration, kind waitKind) 
 }
 
 func (p *Pool) checkoutSlow(ctx context.Context, wait time.Duration, kind waitKind) (*runner, error) {
-	w := &waiter{ctx: ctx, kind: kind, ch: make(chan *runner, 1)}
-	w.elem.Value = w
+	w := p.waiters.Get().(*waiter)
+	w.ctx, w.kind, w.deadline = ctx, kind, time.Time{}
+	r, err := p.wait(w, wait)
+	w.ctx = nil
+	p.waiters.Put(w) // nothing refers to it any more (see wait)
+	return r, err
+}
+
+// wait queues w and waits for a slot. When it returns, w is out of the queue
+// and its channel is empty, so w can be reused.
+func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 	var expired <-chan time.Time
 	if wait != Infinity {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		expired = t.C
+		if w.timer == nil {
+			w.timer = time.NewTimer(wait)
+		} else {
+			w.timer.Reset(wait)
+		}
+		defer w.timer.Stop() // no stale tick survives Stop (Go 1.23 timers)
+		expired = w.timer.C
 		w.deadline = time.Now().Add(wait)
 	}
 	var dropped <-chan struct{}
-	if kind == kindCast {
+	if w.kind == kindCast {
 		dropped = p.castEnd
 	}
 
 	p.q.Lock()
-	if p.closing.Load() && (kind != kindCast || p.dropCast) {
+	if p.closing.Load() && (w.kind != kindCast || p.dropCast) {
 		p.q.Unlock()
 		return nil, ErrClosed
 	}
@@ -214,8 +234,8 @@ func (p *Pool) checkoutSlow(ctx context.Context, wait time.Duration, kind waitKi
 	select {
 	case r := <-w.ch:
 		return p.granted(r)
-	case <-ctx.Done():
-		return p.abandon(w, ctx.Err())
+	case <-w.ctx.Done():
+		return p.abandon(w, w.ctx.Err())
 	case <-expired:
 		return p.abandon(w, p.checkoutTimeout())
 	case <-dropped:
