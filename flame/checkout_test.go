@@ -17,8 +17,14 @@ import (
 
 // checkoutWaiter builds a waiter the way checkoutSlow does, without a
 // goroutine behind it, so tests can put the queue in exact states.
-func checkoutWaiter(ctx context.Context, deadline time.Time) *waiter {
-	w := &waiter{ctx: ctx, deadline: deadline, kind: kindCall, ch: make(chan *runner, 1)}
+func checkoutWaiter(p *Pool, ctx context.Context, deadline time.Time) *waiter {
+	var dl int64 // on p.clock's scale, as checkoutSlow sets it
+	if !deadline.IsZero() {
+		if dl = int64(deadline.Sub(p.clock.Time(0))); dl == 0 {
+			dl = -1 // 0 means "no budget"; this one ends at the clock's epoch
+		}
+	}
+	w := &waiter{ctx: ctx, deadline: dl, kind: kindCall, ch: make(chan *runner, 1)}
 	w.elem.Value = w
 	return w
 }
@@ -159,7 +165,7 @@ func TestReleaseHandsSlotToHeadWaiterNotNewcomer(t *testing.T) {
 func TestNewcomerDoesNotOvertakeQueuedWaiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
-		head := checkoutWaiter(context.Background(), time.Time{})
+		head := checkoutWaiter(p, context.Background(), time.Time{})
 		checkoutEnqueue(p, head) // queued, slot free, not yet served
 
 		r, err := p.checkout(context.Background(), time.Second, kindCall)
@@ -412,7 +418,7 @@ func TestSlotHandedToWaiterThatGaveUpIsReleasedAgain(t *testing.T) {
 		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
 		r := checkoutMustTake(t, p)
 		ctx, cancel := context.WithCancel(context.Background())
-		w := checkoutWaiter(ctx, time.Time{})
+		w := checkoutWaiter(p, ctx, time.Time{})
 		checkoutEnqueue(p, w)
 		p.release(r) // hands the slot to w, which is still live
 		cancel()     // ...and w gives up before it looks
@@ -507,14 +513,14 @@ func TestHandoffSkipsEveryExpiredWaiter(t *testing.T) {
 		past := time.Now().Add(-time.Millisecond)
 		bg := context.Background()
 		dead := []*waiter{
-			checkoutWaiter(canceled, time.Time{}),
-			checkoutWaiter(bg, past),
-			checkoutWaiter(canceled, time.Time{}),
-			checkoutWaiter(bg, time.Now()), // expires exactly now
-			checkoutWaiter(bg, past),
+			checkoutWaiter(p, canceled, time.Time{}),
+			checkoutWaiter(p, bg, past),
+			checkoutWaiter(p, canceled, time.Time{}),
+			checkoutWaiter(p, bg, time.Now()), // expires exactly now
+			checkoutWaiter(p, bg, past),
 		}
-		live := checkoutWaiter(bg, time.Now().Add(time.Second))
-		behind := checkoutWaiter(bg, time.Time{})
+		live := checkoutWaiter(p, bg, time.Now().Add(time.Second))
+		behind := checkoutWaiter(p, bg, time.Time{})
 		checkoutEnqueue(p, dead...)
 		checkoutEnqueue(p, live, behind)
 

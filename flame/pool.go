@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,7 @@ const (
 type waiter struct {
 	elem     waitq.Elem[*waiter]
 	ctx      context.Context
-	deadline time.Time // zero: no budget
+	deadline int64 // on p.clock's scale; 0: no budget
 	kind     waitKind
 	// ch receives the granted runner, or nil when the pool closes (or drops
 	// a queued cast). At most one value is ever sent per wait, under q's lock.
@@ -186,7 +187,7 @@ func (p *Pool) checkout(ctx context.Context, wait time.Duration, kind waitKind) 
 
 func (p *Pool) checkoutSlow(ctx context.Context, wait time.Duration, kind waitKind) (*runner, error) {
 	w := p.waiters.Get().(*waiter)
-	w.ctx, w.kind, w.deadline = ctx, kind, time.Time{}
+	w.ctx, w.kind, w.deadline = ctx, kind, 0
 	r, err := p.wait(w, wait)
 	w.ctx = nil
 	p.waiters.Put(w) // nothing refers to it any more (see wait)
@@ -205,7 +206,10 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 		}
 		defer w.timer.Stop() // no stale tick survives Stop (Go 1.23 timers)
 		expired = w.timer.C
-		w.deadline = time.Now().Add(wait)
+		w.deadline = p.clock.Now() + int64(wait)
+		if w.deadline < 0 {
+			w.deadline = math.MaxInt64
+		}
 	}
 	var dropped <-chan struct{}
 	if w.kind == kindCast {
@@ -227,13 +231,15 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 
 	select {
 	case r := <-w.ch:
-		return p.granted(r)
+		return p.granted(w, r)
 	default:
 	}
-	p.sc.Kick()
+	if p.sc.CanGrow() {
+		p.sc.Kick()
+	}
 	select {
 	case r := <-w.ch:
-		return p.granted(r)
+		return p.granted(w, r)
 	case <-w.ctx.Done():
 		return p.abandon(w, w.ctx.Err())
 	case <-expired:
@@ -243,9 +249,15 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 	}
 }
 
-func (p *Pool) granted(r *runner) (*runner, error) {
+// granted takes the outcome of a wait. A caller whose ctx ended while the
+// slot was on its way gives the slot back rather than run with a dead ctx.
+func (p *Pool) granted(w *waiter, r *runner) (*runner, error) {
 	if r == nil {
 		return nil, ErrClosed
+	}
+	if err := w.ctx.Err(); err != nil {
+		p.release(r)
+		return nil, err
 	}
 	return r, nil
 }
@@ -270,24 +282,24 @@ func (p *Pool) abandon(w *waiter, err error) (*runner, error) {
 
 // live reports whether a queued waiter still wants a slot. now is read at
 // most once per pass.
-func (w *waiter) live(now *time.Time) bool {
+func (w *waiter) live(now *int64, clk *clock.Clock) bool {
 	if w.ctx.Err() != nil {
 		return false
 	}
-	if w.deadline.IsZero() {
+	if w.deadline == 0 {
 		return true
 	}
-	if now.IsZero() {
-		*now = time.Now()
+	if *now == 0 {
+		*now = clk.Now()
 	}
-	return now.Before(w.deadline)
+	return *now < w.deadline
 }
 
 // serveLocked hands free slots to queued callers in FIFO order, skipping
 // (and dropping) every waiter that has given up. Requires q's lock.
 func (p *Pool) serveLocked() {
-	var now time.Time
-	live := func(w *waiter) bool { return w.live(&now) }
+	var now int64
+	live := func(w *waiter) bool { return w.live(&now, p.clock) }
 	for {
 		e := p.q.FrontLive(live, nil)
 		if e == nil {
@@ -344,10 +356,10 @@ func (p *Pool) release(r *runner) {
 // handoff passes the caller's slot on r to the head live waiter, if r still
 // takes work. It reports whether it did.
 func (p *Pool) handoff(r *runner) bool {
-	var now time.Time
+	var now int64
 	p.q.Lock()
 	defer p.q.Unlock()
-	e := p.q.FrontLive(func(w *waiter) bool { return w.live(&now) }, nil)
+	e := p.q.FrontLive(func(w *waiter) bool { return w.live(&now, p.clock) }, nil)
 	if e == nil {
 		return false
 	}

@@ -18,6 +18,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -127,6 +128,7 @@ type Scaler struct {
 	minIdleAfter time.Duration
 	retryAfter   time.Duration
 	kick         chan struct{} // capacity 1: a pending wake-up
+	canGrow      atomic.Bool   // booted + booting < Max, as of the last evaluation
 	done         chan struct{} // closed when the goroutine exits
 
 	mu           sync.Mutex // guards everything below
@@ -171,6 +173,7 @@ func New(cfg Config, host Host, initial []Runner, nextID uint64) *Scaler {
 		s.armIdle(info)
 	}
 	s.publish()
+	s.canGrow.Store(s.total() < s.max)
 	s.mu.Unlock()
 	return s
 }
@@ -226,8 +229,14 @@ func (s *Scaler) push(f func()) {
 
 func (s *Scaler) total() int { return len(s.runners) + len(s.pending) }
 
+// CanGrow reports whether a boot could start (there is room under Max), so
+// a queued caller need not wake the scaler when there is none. Lock-free; it
+// reflects the last evaluation, and every change of room is followed by one.
+func (s *Scaler) CanGrow() bool { return s.canGrow.Load() }
+
 // evaluate starts the boots that Min and demand call for. Requires s.mu.
 func (s *Scaler) evaluate() {
+	defer func() { s.canGrow.Store(!s.stopped && s.total() < s.max) }()
 	if s.stopped {
 		return
 	}
