@@ -3,11 +3,13 @@ module github.com/goflame/goflame
 go 1.26.0
 
 require (
+	github.com/hashicorp/yamux v0.1.2
 	github.com/jackc/puddle/v2 v2.2.3
 	github.com/puzpuzpuz/xsync/v3 v3.5.1
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.25.0
+	pgregory.net/rapid v1.3.0
 )
 
 require go.yaml.in/yaml/v3 v3.0.5 // indirect
