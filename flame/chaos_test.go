@@ -245,6 +245,9 @@ func TestChaosKeepsInvariants(t *testing.T) {
 				case op < 6:
 					report(p.Call(ctx, fn(rng), opts...))
 				case op < 8:
+					if castsAccepted.Load()-castsRan.Load()-counter.notStarted.Load() > 500 {
+						break // keep the cast backlog bounded, so Close can drain it
+					}
 					inner := fn(rng)
 					cctx := ctx // linked casts die with ctx; most get a ctx that lives on
 					if rng.IntN(4) != 0 {
@@ -319,8 +322,15 @@ func TestChaosKeepsInvariants(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if err := <-closeErr; err != nil {
-		t.Fatalf("Close: %v", err)
+		// Allowed when the backlog outlasts the budget: Close then cancels
+		// the work, drops queued casts (and counts them), and returns
+		// without waiting. The pool's goroutines still all end.
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close: %v", err)
+		}
+		t.Logf("Close: %v", err)
 	}
+	p.wg.Wait()
 
 	close(undocumented)
 	for err := range undocumented {
