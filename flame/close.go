@@ -51,6 +51,9 @@ func (p *Pool) Close(ctx context.Context) error {
 		e.Value.ch <- nil
 		dropped++
 	})
+	if p.sweepTimer != nil {
+		p.sweepTimer.Stop() // nobody is queued any more, nor will be
+	}
 	p.q.Unlock()
 	close(p.castEnd)
 	if dropped > 0 {

@@ -40,8 +40,12 @@ type Pool struct {
 	byID *xsync.MapOf[uint64, *runner]
 
 	q       waitq.Queue[*waiter]
-	waiters sync.Pool   // of *waiter, reused across checkouts (per pool: channels and timers stay in one synctest bubble)
-	closing atomic.Bool // Close has begun: new work gets ErrClosed
+	waiters sync.Pool // of *waiter, reused across checkouts (per pool: channels stay in one synctest bubble)
+	// sweepTimer ends queued callers' budgets; armed for sweepAt (p.clock
+	// scale, 0: unarmed). Both guarded by q's lock.
+	sweepTimer *time.Timer
+	sweepAt    int64
+	closing    atomic.Bool // Close has begun: new work gets ErrClosed
 
 	sc    *scaler.Scaler
 	clock *clock.Clock // start times of execution limits
@@ -74,8 +78,7 @@ type waiter struct {
 	kind     waitKind
 	// ch receives the granted runner, or nil when the pool closes (or drops
 	// a queued cast). At most one value is ever sent per wait, under q's lock.
-	ch    chan *runner
-	timer *time.Timer // the checkout wait's budget; reused
+	ch chan *runner
 }
 
 // NewPool validates cfg, boots Min runners (at most 10 at a time, each
@@ -197,17 +200,10 @@ func (p *Pool) checkoutSlow(ctx context.Context, wait time.Duration, kind waitKi
 // wait queues w and waits for a slot. When it returns, w is out of the queue
 // and its channel is empty, so w can be reused.
 func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
-	var expired <-chan time.Time
 	if wait != Infinity {
-		if w.timer == nil {
-			w.timer = time.NewTimer(wait)
-		} else {
-			w.timer.Reset(wait)
-		}
-		defer w.timer.Stop() // no stale tick survives Stop (Go 1.23 timers)
-		expired = w.timer.C
-		w.deadline = p.clock.Now() + int64(wait)
-		if w.deadline < 0 {
+		// Exact, so a budget ends when it says; the clock's coarse reading
+		// could end it up to a millisecond early.
+		if w.deadline = p.clock.Exact() + int64(wait); w.deadline < 0 {
 			w.deadline = math.MaxInt64
 		}
 	}
@@ -227,6 +223,9 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 	// waiter.
 	p.q.PushBack(&w.elem)
 	p.serveLocked()
+	if w.elem.Queued() && w.deadline != 0 && (p.sweepAt == 0 || w.deadline < p.sweepAt) {
+		p.armSweep(w.deadline)
+	}
 	p.q.Unlock()
 
 	select {
@@ -237,23 +236,31 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 	if p.sc.CanGrow() {
 		p.sc.Kick()
 	}
+	done := w.ctx.Done()
+	if done == nil && dropped == nil {
+		return p.granted(w, <-w.ch) // nothing else can end this wait
+	}
 	select {
 	case r := <-w.ch:
 		return p.granted(w, r)
-	case <-w.ctx.Done():
+	case <-done:
 		return p.abandon(w, w.ctx.Err())
-	case <-expired:
-		return p.abandon(w, p.checkoutTimeout())
 	case <-dropped:
 		return p.abandon(w, ErrClosed)
 	}
 }
 
+// expiredMark is sent to a waiter whose budget ran out while it was queued.
+var expiredMark = new(runner)
+
 // granted takes the outcome of a wait. A caller whose ctx ended while the
 // slot was on its way gives the slot back rather than run with a dead ctx.
 func (p *Pool) granted(w *waiter, r *runner) (*runner, error) {
-	if r == nil {
+	switch r {
+	case nil:
 		return nil, ErrClosed
+	case expiredMark:
+		return nil, p.checkoutTimeout()
 	}
 	if err := w.ctx.Err(); err != nil {
 		p.release(r)
@@ -271,13 +278,58 @@ func (p *Pool) abandon(w *waiter, err error) (*runner, error) {
 	if !removed {
 		select {
 		case r := <-w.ch:
-			if r != nil {
+			if r != nil && r != expiredMark {
 				p.release(r)
 			}
-		default: // skipped as expired: nothing was handed over
+		default: // skipped because its ctx ended: nothing was handed over
 		}
 	}
 	return nil, err
+}
+
+// Budgets of queued callers end through one timer per pool, armed for the
+// earliest deadline in the queue, rather than one timer per caller: a
+// queued checkout then waits on its channel alone. Requires q's lock.
+func (p *Pool) armSweep(at int64) {
+	p.sweepAt = at
+	d := time.Duration(at - p.clock.Exact())
+	if p.sweepTimer == nil {
+		p.sweepTimer = time.AfterFunc(d, p.sweep)
+		return
+	}
+	p.sweepTimer.Reset(d)
+}
+
+// sweep ends the wait of every queued caller whose budget has run out, and
+// re-arms for the earliest deadline left.
+func (p *Pool) sweep() {
+	p.q.Lock()
+	defer p.q.Unlock()
+	now := p.clock.Exact()
+	next := int64(0)
+	p.q.Each(func(e *waitq.Elem[*waiter]) {
+		w := e.Value
+		switch {
+		case w.deadline == 0:
+		case w.deadline <= now:
+			p.q.Remove(e)
+			w.ch <- expiredMark
+		case next == 0 || w.deadline < next:
+			next = w.deadline
+		}
+	})
+	p.sweepAt = 0
+	if next != 0 {
+		p.armSweep(next)
+	}
+}
+
+// expire is called for each queued waiter found dead at handoff. One whose
+// ctx ended wakes on its own; one whose budget ran out is told.
+func expire(w *waiter) {
+	if w.ctx.Err() == nil {
+		w.ch <- expiredMark
+	}
 }
 
 // live reports whether a queued waiter still wants a slot. now is read at
@@ -301,7 +353,7 @@ func (p *Pool) serveLocked() {
 	var now int64
 	live := func(w *waiter) bool { return w.live(&now, p.clock) }
 	for {
-		e := p.q.FrontLive(live, nil)
+		e := p.q.FrontLive(live, expire)
 		if e == nil {
 			return
 		}
@@ -359,7 +411,7 @@ func (p *Pool) handoff(r *runner) bool {
 	var now int64
 	p.q.Lock()
 	defer p.q.Unlock()
-	e := p.q.FrontLive(func(w *waiter) bool { return w.live(&now, p.clock) }, nil)
+	e := p.q.FrontLive(func(w *waiter) bool { return w.live(&now, p.clock) }, expire)
 	if e == nil {
 		return false
 	}
