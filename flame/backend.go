@@ -2,6 +2,7 @@ package flame
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 )
 
@@ -12,6 +13,15 @@ type Backend interface {
 	// pool's BootTimeout; a Boot that outlives it is counted as failed and
 	// whatever it returns later is shut down.
 	Boot(ctx context.Context, spec RunnerSpec) (Node, error)
+}
+
+type poolLoggerKey struct{}
+
+// poolLogger is the booting pool's Config.Logger, which the pool puts in
+// Boot's ctx so that a backend of this package can log where the pool does.
+func poolLogger(ctx context.Context) *slog.Logger {
+	l, _ := ctx.Value(poolLoggerKey{}).(*slog.Logger)
+	return l
 }
 
 // RunnerSpec identifies the runner to boot.

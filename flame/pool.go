@@ -441,6 +441,9 @@ func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool
 	}
 	bctx, cancel := withLimit(ctx, p.cfg.BootTimeout)
 	defer cancel()
+	if p.log != nil {
+		bctx = context.WithValue(bctx, poolLoggerKey{}, p.log)
+	}
 	type result struct {
 		node Node
 		err  error

@@ -1,0 +1,217 @@
+// Command procbench measures goflame's process runners on this machine:
+// the boot time of a runner process (start to READY), the round-trip
+// latency of a small registered call (p50, p99), and the throughput of
+// small calls with 1, 8 and 64 concurrent callers.
+//
+//	go run ./bench/procbench                 # the table
+//	go test -bench . -benchtime 2s ./bench/procbench   # the same as Go benchmarks
+//
+// The same binary is its own runner: main calls flame.Main first.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/goflame/goflame/flame"
+)
+
+// incr is the small call: an int in, an int out.
+var incr = flame.Register("procbench.incr", func(ctx context.Context, n int) (int, error) { return n + 1, nil })
+
+func main() {
+	flame.Main()
+	boots := flag.Int("boots", 20, "runner boots to time")
+	calls := flag.Int("calls", 20000, "sequential calls for the latency percentiles")
+	dur := flag.Duration("dur", 3*time.Second, "duration of each throughput run")
+	runnerProcs := flag.Int("runner-procs", 0, "GOMAXPROCS of the runner processes (0: Go's default)")
+	flag.Parse()
+	if *runnerProcs > 0 {
+		runnerEnv = []string{fmt.Sprintf("GOMAXPROCS=%d", *runnerProcs)}
+	}
+
+	fmt.Printf("goflame process runners: %s, GOMAXPROCS %d (runners: %s), %s/%s\n\n", runtime.Version(), runtime.GOMAXPROCS(0),
+		procsOf(*runnerProcs), runtime.GOOS, runtime.GOARCH)
+
+	bt, err := bootTimes(*boots)
+	check(err)
+	fmt.Printf("boot (start to READY), %d boots:  p50 %v  p99 %v  max %v\n", len(bt), pct(bt, 50), pct(bt, 99), bt[len(bt)-1])
+
+	p, err := newPool()
+	check(err)
+	defer p.Close(context.Background())
+
+	lat, err := latencies(p, *calls)
+	check(err)
+	fmt.Printf("round trip of a small call, %d calls: p50 %v  p99 %v\n", len(lat), pct(lat, 50), pct(lat, 99))
+
+	runner, err := runnerPID.Call(context.Background(), p, struct{}{})
+	check(err)
+	for _, callers := range []int{1, 8, 64} {
+		cpu0 := cpuTime(os.Getpid()) + cpuTime(runner)
+		n, el, err := throughput(p, callers, *dur)
+		check(err)
+		cpu := cpuTime(os.Getpid()) + cpuTime(runner) - cpu0
+		fmt.Printf("throughput, %2d callers: %8.0f calls/s   (CPU per call, parent + runner: %5.1fµs)\n",
+			callers, float64(n)/el.Seconds(), float64(cpu.Nanoseconds())/1000/float64(n))
+	}
+}
+
+// runnerPID reports the runner's process id, to read its CPU time.
+var runnerPID = flame.Register("procbench.pid", func(ctx context.Context, _ struct{}) (int, error) { return os.Getpid(), nil })
+
+// cpuTime is the user + system CPU time of a process so far (Linux
+// /proc; 0 elsewhere), at clock-tick resolution.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+func procsOf(n int) string {
+	if n > 0 {
+		return fmt.Sprint(n)
+	}
+	return "default"
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// quiet is the runners' log: nothing to see in a benchmark.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// runnerEnv is added to the runners' environment (-runner-procs).
+var runnerEnv []string
+
+// newPool is one runner process with room for every caller.
+func newPool() (*flame.Pool, error) {
+	return flame.NewPool(flame.Config{
+		Name: "bench", Min: 1, Max: 1, MaxConcurrency: 256,
+		Backend: flame.ProcessBackend{Logger: quiet, Env: runnerEnv},
+	})
+}
+
+// bootTimes boots n runners one after the other and returns their boot
+// times, sorted.
+func bootTimes(n int) ([]time.Duration, error) {
+	var ts []time.Duration
+	for i := range n {
+		d, err := bootOnce(uint64(i + 1))
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, d)
+	}
+	slices.Sort(ts)
+	return ts, nil
+}
+
+// bootOnce times one Boot (process start to READY) and shuts it down.
+func bootOnce(id uint64) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	node, err := flame.ProcessBackend{Logger: quiet}.Boot(ctx, flame.RunnerSpec{Pool: "boot", ID: id})
+	d := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	if err := node.Shutdown(ctx); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// latencies makes n sequential calls (after a warm-up) and returns their
+// round-trip times, sorted.
+func latencies(p *flame.Pool, n int) ([]time.Duration, error) {
+	ctx := context.Background()
+	for i := range 1000 {
+		if _, err := incr.Call(ctx, p, i); err != nil {
+			return nil, err
+		}
+	}
+	ts := make([]time.Duration, n)
+	for i := range ts {
+		start := time.Now()
+		if _, err := incr.Call(ctx, p, i); err != nil {
+			return nil, err
+		}
+		ts[i] = time.Since(start)
+	}
+	slices.Sort(ts)
+	return ts, nil
+}
+
+// throughput runs callers goroutines calling in a loop for d and returns
+// how many calls completed and the time taken.
+func throughput(p *flame.Pool, callers int, d time.Duration) (int64, time.Duration, error) {
+	ctx := context.Background()
+	var n atomic.Int64
+	var firstErr atomic.Pointer[error]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range callers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := incr.Call(ctx, p, i); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	time.Sleep(d)
+	close(stop)
+	wg.Wait()
+	el := time.Since(start)
+	if e := firstErr.Load(); e != nil {
+		return 0, 0, *e
+	}
+	return n.Load(), el, nil
+}
+
+// pct is the p-th percentile of sorted durations.
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}

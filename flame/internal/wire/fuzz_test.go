@@ -1,0 +1,98 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// fuzzMax is the payload cap in the fuzz targets: small, so that the
+// fuzzer reaches it.
+const fuzzMax = 4096
+
+// FuzzReadFrame feeds hostile bytes to the frame reader and the message
+// decoders: they must never panic, never return a payload above the cap,
+// and whatever they accept must encode back to the same bytes.
+//
+//	go test -fuzz FuzzReadFrame ./flame/internal/wire
+func FuzzReadFrame(f *testing.F) {
+	f.Add(AppendCall(nil, CallMsg{Kind: KindCall, Timeout: 5e9, ID: "pkg.fn", Args: []byte(`{"a":1}`)}))
+	f.Add(AppendError(nil, ErrorMsg{Code: CodePanic, Message: "boom", Stack: []byte("stack")}))
+	f.Add(AppendHello(nil, HelloMsg{Proto: 1, Build: "go:x", Registry: "1:ab", PID: 1}))
+	f.Add(append(AppendFrame(nil, Ready, nil), AppendFrame(nil, Result, []byte("42"))...))
+	f.Add(AppendHeader(nil, Result, 1<<31))
+	f.Add([]byte{0, 0, 0, 1, 9, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := bytes.NewReader(in)
+		for {
+			typ, p, err := ReadFrame(r, fuzzMax)
+			if err != nil {
+				if p != nil {
+					t.Fatalf("payload returned with error %v", err)
+				}
+				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrMalformed) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if len(p) > fuzzMax {
+				t.Fatalf("payload of %d bytes above the cap", len(p))
+			}
+			if cap(p) > max(fuzzMax, len(p)) {
+				t.Fatalf("payload buffer of %d bytes above the cap", cap(p))
+			}
+			checkMessage(t, typ, p)
+		}
+	})
+}
+
+// FuzzDecodeCall decodes hostile CALL payloads.
+func FuzzDecodeCall(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 'a'})
+	f.Add(AppendCall(nil, CallMsg{Kind: KindPlace, Timeout: 1, ID: "x", Args: []byte("[]")})[HeaderLen:])
+	f.Add([]byte{0, 0x80, 0x80})
+	f.Fuzz(func(t *testing.T, p []byte) { checkMessage(t, Call, p) })
+}
+
+// FuzzDecodeError decodes hostile ERROR payloads.
+func FuzzDecodeError(f *testing.F) {
+	f.Add(AppendError(nil, ErrorMsg{Code: CodeHandler, Message: "m"})[HeaderLen:])
+	f.Add([]byte{4, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, p []byte) { checkMessage(t, Error, p) })
+}
+
+// checkMessage decodes p as a message of type typ; if it decodes, it must
+// encode back to the same bytes.
+func checkMessage(t *testing.T, typ Type, p []byte) {
+	t.Helper()
+	switch typ {
+	case Call:
+		m, err := DecodeCall(p)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeCall: %v", err)
+			}
+			return
+		}
+		if len(m.ID) > MaxIDLen {
+			t.Fatalf("id of %d bytes", len(m.ID))
+		}
+		if again := AppendCall(nil, m)[HeaderLen:]; !bytes.Equal(again, p) {
+			t.Fatalf("CALL %+v re-encodes to %x, was %x", m, again, p)
+		}
+	case Error:
+		m, err := DecodeError(p)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeError: %v", err)
+			}
+			return
+		}
+		if again := AppendError(nil, m)[HeaderLen:]; !bytes.Equal(again, p) {
+			t.Fatalf("ERROR %+v re-encodes to %x, was %x", m, again, p)
+		}
+	case Hello:
+		_, _ = DecodeHello(p)
+	}
+}

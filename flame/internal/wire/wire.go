@@ -1,0 +1,338 @@
+// Package wire is the frame codec between a goflame parent and its runner
+// processes.
+//
+// A frame is
+//
+//	uint32 length (big endian) | uint8 type | payload (length bytes)
+//
+// where length counts the payload only and is capped by the reader. The
+// decoders never panic and never allocate more than the cap, whatever
+// bytes they are fed: a frame that claims more than the cap is refused
+// before anything is allocated, and a large payload is read in growing
+// chunks, so a peer that claims a large frame and then stalls costs at
+// most the bytes it actually sent (plus one chunk).
+//
+// Messages (the payload of each frame type):
+//
+//	HELLO    runner -> parent   JSON Hello: protocol version, build id, registry hash, pid
+//	READY    runner -> parent   empty: the runner serves calls
+//	CALL     parent -> runner   kind u8 | timeout uvarint (ns, 0: none) | uvarint len | fn id | args
+//	CANCEL   parent -> runner   empty: cancel the call on this stream
+//	RESULT   runner -> parent   the encoded result
+//	ERROR    either way         code u8 | uvarint len | message | stack
+//	SHUTDOWN parent -> runner   empty: finish in-flight calls, then exit
+//
+// Deadlines travel as relative durations, never as wall-clock times.
+package wire
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Type is a frame type.
+type Type uint8
+
+// Frame types.
+const (
+	Hello Type = 1 + iota
+	Ready
+	Call
+	Cancel
+	Result
+	Error
+	Shutdown
+	maxType = Shutdown
+)
+
+var typeNames = [...]string{"", "HELLO", "READY", "CALL", "CANCEL", "RESULT", "ERROR", "SHUTDOWN"}
+
+func (t Type) String() string {
+	if t >= 1 && t <= maxType {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+const (
+	// HeaderLen is the size of a frame header.
+	HeaderLen = 5
+	// DefaultMaxPayload is the default payload cap: 16 MiB.
+	DefaultMaxPayload = 16 << 20
+	// chunk is how much of a large payload is read before the buffer grows.
+	chunk = 64 << 10
+	// MaxIDLen bounds a function id in a CALL.
+	MaxIDLen = 1024
+	// ProtocolVersion is sent in HELLO; parent and runner must agree.
+	ProtocolVersion = 1
+)
+
+// Errors returned by the decoders.
+var (
+	// ErrTooLarge: a frame's payload exceeds the cap.
+	ErrTooLarge = errors.New("wire: frame exceeds the size limit")
+	// ErrMalformed: a frame or message is not well formed.
+	ErrMalformed = errors.New("wire: malformed message")
+)
+
+// AppendHeader appends a frame header for a payload of n bytes.
+func AppendHeader(dst []byte, t Type, n int) []byte {
+	return append(binary.BigEndian.AppendUint32(dst, uint32(n)), byte(t))
+}
+
+// AppendFrame appends a whole frame.
+func AppendFrame(dst []byte, t Type, payload []byte) []byte {
+	return append(AppendHeader(dst, t, len(payload)), payload...)
+}
+
+// ParseHeader decodes a frame header and checks it against max: the type
+// must be known and the length at most max.
+func ParseHeader(h [HeaderLen]byte, max int) (Type, int, error) {
+	n := binary.BigEndian.Uint32(h[:4])
+	t := Type(h[4])
+	if t < 1 || t > maxType {
+		return 0, 0, fmt.Errorf("%w: unknown frame type %d", ErrMalformed, h[4])
+	}
+	if uint64(n) > uint64(max) {
+		return 0, 0, fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrTooLarge, t, n, max)
+	}
+	return t, int(n), nil
+}
+
+// ReadFrame reads one frame from r. The payload is at most max bytes
+// (larger frames fail with ErrTooLarge before anything is allocated) and is
+// owned by the caller. At a clean end of input it returns io.EOF; a frame
+// cut short returns io.ErrUnexpectedEOF.
+func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
+	var h [HeaderLen]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	t, n, err := ParseHeader(h, max)
+	if err != nil {
+		return 0, nil, err
+	}
+	p, err := readPayload(r, n)
+	if err != nil {
+		return 0, nil, err
+	}
+	return t, p, nil
+}
+
+// readPayload reads exactly n bytes. A payload above one chunk is read into
+// a buffer that doubles (up to n) only as data arrives, so a peer that
+// claims a large frame and stalls has made us allocate about what it sent.
+// No buffer is ever larger than n.
+func readPayload(r io.Reader, n int) ([]byte, error) {
+	p := make([]byte, 0, min(n, chunk))
+	for {
+		m, err := io.ReadFull(r, p[len(p):cap(p)])
+		p = p[:len(p)+m]
+		if err != nil {
+			return nil, unexpected(err)
+		}
+		if len(p) == n {
+			return p, nil
+		}
+		grown := make([]byte, len(p), min(2*cap(p), n))
+		copy(grown, p)
+		p = grown
+	}
+}
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// WriteFrame writes a whole frame with one Write.
+func WriteFrame(w io.Writer, t Type, payload []byte) error {
+	_, err := w.Write(AppendFrame(make([]byte, 0, HeaderLen+len(payload)), t, payload))
+	return err
+}
+
+// Kind says how the parent placed a call (informational on the runner).
+type Kind uint8
+
+// Call kinds.
+const (
+	KindCall Kind = iota
+	KindCast
+	KindPlace
+	maxKind = KindPlace
+)
+
+// CallMsg is the payload of a CALL frame.
+type CallMsg struct {
+	Kind    Kind
+	Timeout time.Duration // 0: no limit; the runner starts it when the CALL arrives
+	ID      string        // registered function id
+	Args    []byte        // encoded arguments
+}
+
+// AppendCall appends a whole CALL frame.
+func AppendCall(dst []byte, m CallMsg) []byte {
+	n := 1 + uvarintLen(uint64(m.Timeout)) + uvarintLen(uint64(len(m.ID))) + len(m.ID) + len(m.Args)
+	dst = AppendHeader(dst, Call, n)
+	dst = append(dst, byte(m.Kind))
+	dst = binary.AppendUvarint(dst, uint64(m.Timeout))
+	dst = binary.AppendUvarint(dst, uint64(len(m.ID)))
+	dst = append(dst, m.ID...)
+	return append(dst, m.Args...)
+}
+
+// CallPayloadLen is the payload size of a CALL frame for m.
+func CallPayloadLen(m CallMsg) int {
+	return 1 + uvarintLen(uint64(m.Timeout)) + uvarintLen(uint64(len(m.ID))) + len(m.ID) + len(m.Args)
+}
+
+// DecodeCall decodes a CALL payload. Args aliases p.
+func DecodeCall(p []byte) (CallMsg, error) {
+	var m CallMsg
+	if len(p) < 1 {
+		return m, fmt.Errorf("%w: empty CALL", ErrMalformed)
+	}
+	m.Kind = Kind(p[0])
+	if m.Kind > maxKind {
+		return m, fmt.Errorf("%w: CALL kind %d", ErrMalformed, p[0])
+	}
+	p = p[1:]
+	t, k := uvarint(p)
+	if k <= 0 || t > uint64(1<<63-1) {
+		return m, fmt.Errorf("%w: CALL timeout", ErrMalformed)
+	}
+	m.Timeout = time.Duration(t)
+	p = p[k:]
+	id, rest, err := lengthPrefixed(p, MaxIDLen)
+	if err != nil {
+		return m, fmt.Errorf("%w: CALL function id", err)
+	}
+	m.ID, m.Args = string(id), rest
+	return m, nil
+}
+
+// Code classifies an ERROR.
+type Code uint8
+
+// Error codes.
+const (
+	CodeHandler       Code = 1 + iota // the function returned an error
+	CodeCanceled                      // ... that matches context.Canceled
+	CodeDeadline                      // ... that matches context.DeadlineExceeded
+	CodePanic                         // the function panicked; Stack is set
+	CodeNotRegistered                 // no function under that id
+	CodeTooLarge                      // a payload exceeds the size limit
+	CodeDecode                        // arguments or result do not decode
+	CodeVersionSkew                   // parent and runner are different builds
+	CodeProtocol                      // a frame out of order
+	maxCode           = CodeProtocol
+)
+
+var codeNames = [...]string{"", "handler", "canceled", "deadline", "panic", "not_registered", "too_large", "decode", "version_skew", "protocol"}
+
+func (c Code) String() string {
+	if c >= 1 && c <= maxCode {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("Code(%d)", uint8(c))
+}
+
+// ErrorMsg is the payload of an ERROR frame.
+type ErrorMsg struct {
+	Code    Code
+	Message string
+	Stack   []byte // CodePanic: the handler's stack
+}
+
+// AppendError appends a whole ERROR frame.
+func AppendError(dst []byte, m ErrorMsg) []byte {
+	n := 1 + uvarintLen(uint64(len(m.Message))) + len(m.Message) + len(m.Stack)
+	dst = AppendHeader(dst, Error, n)
+	dst = append(dst, byte(m.Code))
+	dst = binary.AppendUvarint(dst, uint64(len(m.Message)))
+	dst = append(dst, m.Message...)
+	return append(dst, m.Stack...)
+}
+
+// DecodeError decodes an ERROR payload. Stack aliases p.
+func DecodeError(p []byte) (ErrorMsg, error) {
+	var m ErrorMsg
+	if len(p) < 1 {
+		return m, fmt.Errorf("%w: empty ERROR", ErrMalformed)
+	}
+	m.Code = Code(p[0])
+	if m.Code < 1 || m.Code > maxCode {
+		return m, fmt.Errorf("%w: ERROR code %d", ErrMalformed, p[0])
+	}
+	msg, rest, err := lengthPrefixed(p[1:], len(p))
+	if err != nil {
+		return m, fmt.Errorf("%w: ERROR message", err)
+	}
+	m.Message = string(msg)
+	if len(rest) > 0 {
+		m.Stack = rest
+	}
+	return m, nil
+}
+
+// HelloMsg is the payload of a HELLO frame (JSON: it is sent once).
+type HelloMsg struct {
+	Proto    int    `json:"proto"`
+	Build    string `json:"build"`
+	Registry string `json:"registry"`
+	PID      int    `json:"pid"`
+}
+
+// AppendHello appends a whole HELLO frame.
+func AppendHello(dst []byte, m HelloMsg) []byte {
+	b, _ := json.Marshal(m) // cannot fail: plain fields
+	return AppendFrame(dst, Hello, b)
+}
+
+// DecodeHello decodes a HELLO payload.
+func DecodeHello(p []byte) (HelloMsg, error) {
+	var m HelloMsg
+	if err := json.Unmarshal(p, &m); err != nil {
+		return HelloMsg{}, fmt.Errorf("%w: HELLO: %v", ErrMalformed, err)
+	}
+	return m, nil
+}
+
+// lengthPrefixed splits p into a uvarint-prefixed field of at most max
+// bytes and the rest.
+func lengthPrefixed(p []byte, max int) (field, rest []byte, err error) {
+	n, k := uvarint(p)
+	if k <= 0 {
+		return nil, nil, ErrMalformed
+	}
+	p = p[k:]
+	if n > uint64(len(p)) || n > uint64(max) {
+		return nil, nil, ErrMalformed
+	}
+	return p[:n], p[n:], nil
+}
+
+// uvarint is binary.Uvarint that also refuses a non-minimal encoding, so
+// that every message has exactly one encoding.
+func uvarint(p []byte) (uint64, int) {
+	x, k := binary.Uvarint(p)
+	if k > 0 && k != uvarintLen(x) {
+		return 0, -k
+	}
+	return x, k
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}

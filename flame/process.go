@@ -1,0 +1,240 @@
+package flame
+
+import (
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/goflame/goflame/flame/internal/wire"
+)
+
+// ProcessBackend boots each runner as a child process of this same binary
+// (or of Path), connected over a socket pair that carries a multiplexed
+// session (yamux): one stream per call in flight. The zero value works.
+//
+// The program must call Main first thing in main(), so that a process
+// started as a runner serves calls instead of running the program; and the
+// work must be functions registered with Register: a runner process cannot
+// run a closure (ErrNotPortable).
+//
+// Boot starts the child and waits, within the pool's BootTimeout, for it
+// to say HELLO (its protocol, build and registry) and READY; a child that
+// does not, or that is another build or registers other functions
+// (ErrVersionSkew), is killed and reaped.
+//
+// A call takes a stream of its own and sends the function id, the encoded
+// arguments and the time left before the call's deadline, which the runner
+// enforces (the function sees context.DeadlineExceeded). Cancelling the
+// call (the caller's ctx, Child.Stop, Close) sends CANCEL, which cancels
+// the function's ctx; the slot stays taken until the runner's reply, as
+// with a local fn that ignores its ctx. A stream whose call ended cleanly
+// is kept for a later call rather than closed; a cancelled call's stream
+// is closed. Frames are batched into few system calls under load.
+//
+// A child that exits, is killed, or whose connection breaks closes the
+// node's Done (Err says why): its in-flight calls fail at once with an
+// error matching ErrRunnerDown, and the pool removes the runner. Shutdown
+// sends SHUTDOWN: the runner finishes its calls and exits; when the pool's
+// ShutdownTimeout runs out it gets SIGTERM (its calls are cancelled), and
+// SIGKILL 2s later. The child is always reaped. Runners die with their
+// parent: the socket's EOF, unanswered keepalives (a stopped parent), and
+// on Linux the parent-death signal. Each runner has its own process group,
+// which the signals target.
+//
+// The child's stdout and stderr go to Logger line by line, tagged with the
+// pool and runner ID (and pid); a failed boot's error quotes the child's
+// last stderr lines.
+type ProcessBackend struct {
+	// Path is the runner executable; default: this program (os.Executable).
+	// It must be a build of the same program (see ErrVersionSkew).
+	Path string
+	// Args are the runner's command-line arguments (after the program
+	// name); default none. Main serves before flags are parsed.
+	Args []string
+	// Env is added to the runner's environment, which is otherwise this
+	// process's ("KEY=value" entries; later entries win).
+	Env []string
+	// MaxMessageSize caps one message (arguments or result, encoded) in
+	// bytes; default 16 MiB. A larger one fails with ErrTooLarge.
+	MaxMessageSize int
+	// KeepAlive is how often parent and runner ping each other; a side that
+	// gets no answer for max(3*KeepAlive, 1s) treats the other as gone (a
+	// runner then exits). Death is noticed at once regardless: the socket
+	// closes. Default 2s.
+	KeepAlive time.Duration
+	// Logger receives the runners' stdout and stderr, line by line, and the
+	// backend's own messages. Nil means the pool's Config.Logger, or
+	// slog.Default() when that is nil too.
+	Logger *slog.Logger
+}
+
+const (
+	envParent        = "FLAME_PARENT"
+	defaultKeepAlive = 2 * time.Second
+	// termGrace is how long a runner has between SIGTERM and SIGKILL.
+	termGrace = 2 * time.Second
+	// lostGrace is how long a runner whose socket broke may take to exit
+	// by itself before it is killed.
+	lostGrace = 500 * time.Millisecond
+	// pipeGrace is how long output readers wait for EOF after the runner
+	// exited (a grandchild may hold the pipe) before they are closed.
+	pipeGrace = 500 * time.Millisecond
+	// helloMax caps the handshake frames.
+	helloMax = 64 << 10
+	// tailLines is how many stderr lines a failed boot reports.
+	tailLines = 8
+)
+
+func (b ProcessBackend) maxMessage() int {
+	if b.MaxMessageSize > 0 {
+		return b.MaxMessageSize
+	}
+	return wire.DefaultMaxPayload
+}
+
+func (b ProcessBackend) keepAlive() time.Duration {
+	if b.KeepAlive > 0 {
+		return b.KeepAlive
+	}
+	return defaultKeepAlive
+}
+
+func (b ProcessBackend) logger(ctx context.Context) *slog.Logger {
+	if b.Logger != nil {
+		return b.Logger
+	}
+	if l := poolLogger(ctx); l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
+// isRunner and runnerEnv are read once, at package init: this process was
+// started by a ProcessBackend.
+var runnerEnv, isRunner = os.LookupEnv(envParent)
+
+// IsRunner reports whether this process was started as a runner by a
+// ProcessBackend. It is set before any package is initialized, so
+// package-level code (var initializers, init functions) can skip work a
+// runner does not need. Main never returns in a runner.
+func IsRunner() bool { return isRunner }
+
+// Main serves as a runner and exits when this process was started as one
+// by a ProcessBackend; otherwise it returns at once. Call it first thing in
+// main() (and in TestMain, so a test binary can be its own runner):
+//
+//	func main() {
+//		flame.Main()
+//		...
+//	}
+//
+// A runner removes FLAME_PARENT from its environment (its own
+// subprocesses are not runners), connects to its parent, serves the
+// registered functions it is asked to run, and exits when the parent asks
+// it to or is gone.
+func Main() {
+	if !isRunner {
+		return
+	}
+	os.Unsetenv(envParent)
+	os.Exit(serveRunner(runnerEnv))
+}
+
+// parentInfo is what a parent tells a runner it starts, in FLAME_PARENT:
+// base64 of this JSON, with a format version.
+type parentInfo struct {
+	V           int    `json:"v"`
+	Pool        string `json:"pool"`
+	Runner      uint64 `json:"runner"`
+	Conn        string `json:"conn"`     // how to reach the parent: "fd:3"
+	Build       string `json:"build"`    // the parent's build id
+	Registry    string `json:"registry"` // the parent's registry hash
+	MaxMsg      int    `json:"max_msg"`
+	KeepAliveMS int64  `json:"keepalive_ms"` // failsafe: ping period; no answer for 3x (>= 1s) means the parent is gone
+	ParentPID   int    `json:"ppid"`
+}
+
+const parentInfoVersion = 1
+
+func (pi parentInfo) encode() string {
+	b, _ := json.Marshal(pi) // plain fields: cannot fail
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeParentInfo(s string) (parentInfo, error) {
+	var pi parentInfo
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return pi, fmt.Errorf("%s is not base64: %w", envParent, err)
+	}
+	if err := json.Unmarshal(b, &pi); err != nil {
+		return pi, fmt.Errorf("%s: %w", envParent, err)
+	}
+	switch {
+	case pi.V != parentInfoVersion:
+		return pi, fmt.Errorf("%w: %s format %d, this runner reads %d", ErrVersionSkew, envParent, pi.V, parentInfoVersion)
+	case pi.Conn != "fd:3":
+		return pi, fmt.Errorf("%s: unsupported connection %q", envParent, pi.Conn)
+	case pi.MaxMsg <= 0 || pi.KeepAliveMS <= 0:
+		return pi, errors.New(envParent + ": bad limits")
+	}
+	return pi, nil
+}
+
+// buildID identifies this program's build: the Go build ID of the running
+// executable (read from its ELF note, via /proc/self/exe so that a binary
+// replaced on disk is noticed), else a hash of the embedded build info.
+var buildID = sync.OnceValue(func() string {
+	for _, path := range []string{"/proc/self/exe", executable()} {
+		if id := goBuildID(path); id != "" {
+			return "go:" + id
+		}
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		sum := sha256.Sum256([]byte(bi.String()))
+		return "info:" + hex.EncodeToString(sum[:12])
+	}
+	return "unknown"
+})
+
+func executable() string {
+	exe, _ := os.Executable()
+	return exe
+}
+
+// goBuildID reads the Go build ID from an ELF executable's
+// .note.go.buildid section, or returns "".
+func goBuildID(path string) string {
+	if path == "" {
+		return ""
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := f.Section(".note.go.buildid")
+	if s == nil || s.Size > 4096 {
+		return ""
+	}
+	d, err := s.Data()
+	if err != nil || len(d) < 16 {
+		return ""
+	}
+	nameLen := f.ByteOrder.Uint32(d[0:4])
+	descLen := f.ByteOrder.Uint32(d[4:8])
+	if nameLen != 4 || string(d[12:15]) != "Go\x00" || uint64(16)+uint64(descLen) > uint64(len(d)) {
+		return ""
+	}
+	return string(d[16 : 16+descLen])
+}

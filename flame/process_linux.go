@@ -1,0 +1,16 @@
+package flame
+
+import "syscall"
+
+// sysProcAttr puts a runner in its own process group (so that it and what
+// it starts can be signalled together, and a terminal's ^C reaches only
+// the parent) and has Linux kill it when the thread that started it dies.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// socketpair returns a connected pair of Unix stream sockets, both
+// close-on-exec (a runner gets its end through ExtraFiles only).
+func socketpair() ([2]int, error) {
+	return syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+}

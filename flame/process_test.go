@@ -1,0 +1,995 @@
+//go:build linux
+
+package flame_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/goflame/goflame/flame"
+)
+
+// Functions the tests run on runner processes. Registered at package
+// level, so the parent and its runners (the same test binary) agree.
+
+type echoIn struct {
+	Name  string
+	Nums  []int
+	Attrs map[string]string
+}
+
+type echoOut struct {
+	Greeting string
+	Sum      int
+	Attrs    map[string]string
+	PID      int
+	Runner   uint64
+}
+
+var echoFn = flame.Register("test.echo", func(ctx context.Context, in echoIn) (echoOut, error) {
+	sum := 0
+	for _, n := range in.Nums {
+		sum += n
+	}
+	id, _ := flame.RunnerID(ctx)
+	return echoOut{Greeting: "hello, " + in.Name, Sum: sum, Attrs: in.Attrs, PID: os.Getpid(), Runner: id}, nil
+})
+
+var failFn = flame.Register("test.fail", func(ctx context.Context, msg string) (int, error) {
+	return 0, errors.New(msg)
+})
+
+var panicFn = flame.Register("test.panic", func(ctx context.Context, msg string) (int, error) {
+	panic(msg)
+})
+
+var pidFn = flame.Register("test.pid", func(ctx context.Context, _ struct{}) (int, error) {
+	return os.Getpid(), nil
+})
+
+// blockIn drives test.block: it writes its pid to Marker (if set), then
+// waits for its ctx (or, with Ignore, sleeps For regardless).
+type blockIn struct {
+	Marker string
+	For    time.Duration
+	Ignore bool
+}
+
+type blockOut struct {
+	PID         int
+	HadDeadline bool
+}
+
+var blockFn = flame.Register("test.block", func(ctx context.Context, in blockIn) (blockOut, error) {
+	_, hasDeadline := ctx.Deadline()
+	if in.Marker != "" {
+		if err := os.WriteFile(in.Marker, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return blockOut{}, err
+		}
+	}
+	if in.Ignore {
+		time.Sleep(in.For)
+		return blockOut{PID: os.Getpid()}, nil
+	}
+	select {
+	case <-ctx.Done():
+		return blockOut{}, fmt.Errorf("handler saw (deadline set: %v): %w", hasDeadline, ctx.Err())
+	case <-time.After(in.For):
+		return blockOut{PID: os.Getpid(), HadDeadline: hasDeadline}, nil
+	}
+})
+
+var blobFn = flame.Register("test.blob", func(ctx context.Context, n int) (string, error) {
+	return strings.Repeat("x", n), nil
+})
+
+var printFn = flame.Register("test.print", func(ctx context.Context, s string) (bool, error) {
+	fmt.Println("out: " + s)
+	fmt.Fprintln(os.Stderr, "err: "+s)
+	return true, nil
+})
+
+// picky encodes to JSON that it refuses to decode.
+type picky struct{}
+
+func (picky) MarshalJSON() ([]byte, error) { return []byte(`"picky"`), nil }
+func (*picky) UnmarshalJSON([]byte) error  { return errors.New("picky refuses to decode") }
+
+var pickyFn = flame.Register("test.picky", func(ctx context.Context, _ picky) (int, error) { return 1, nil })
+
+// test.ignoreterm makes its runner deaf to SIGTERM, as a wedged process
+// would be.
+var ignoreTermFn = flame.Register("test.ignoreterm", func(ctx context.Context, _ int) (int, error) {
+	signal.Ignore(syscall.SIGTERM)
+	return os.Getpid(), nil
+})
+
+func init() {
+	// A runner started with GOFLAME_TEST_EXTRA registers one more function
+	// than its parent: a different registry, as after a skewed deploy.
+	if os.Getenv("GOFLAME_TEST_EXTRA") != "" {
+		flame.Register("test.extra", func(ctx context.Context, _ int) (int, error) { return 0, nil })
+	}
+}
+
+// capture is an slog.Handler that keeps every record, for assertions and
+// for the test log on failure.
+type capture struct {
+	mu      sync.Mutex
+	records []string
+	attrs   []slog.Attr
+}
+
+func (c *capture) Enabled(context.Context, slog.Level) bool { return true }
+func (c *capture) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	for _, a := range c.attrs {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	c.mu.Lock()
+	c.records = append(c.records, b.String())
+	c.mu.Unlock()
+	return nil
+}
+func (c *capture) WithAttrs(as []slog.Attr) slog.Handler {
+	return &captureView{c: c, attrs: as}
+}
+func (c *capture) WithGroup(string) slog.Handler { return c }
+
+func (c *capture) lines() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.records...)
+}
+
+type captureView struct {
+	c     *capture
+	attrs []slog.Attr
+}
+
+func (v *captureView) Enabled(ctx context.Context, l slog.Level) bool { return true }
+func (v *captureView) Handle(ctx context.Context, r slog.Record) error {
+	r2 := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r2.AddAttrs(v.attrs...)
+	r.Attrs(func(a slog.Attr) bool { r2.AddAttrs(a); return true })
+	return v.c.Handle(ctx, r2)
+}
+func (v *captureView) WithAttrs(as []slog.Attr) slog.Handler {
+	return &captureView{c: v.c, attrs: append(append([]slog.Attr(nil), v.attrs...), as...)}
+}
+func (v *captureView) WithGroup(string) slog.Handler { return v }
+
+// procPool makes a pool of runner processes that is closed (and checked to
+// leave no child process behind) when the test ends.
+func procPool(t *testing.T, cfg flame.Config, be flame.ProcessBackend) (*flame.Pool, *capture) {
+	t.Helper()
+	logs := &capture{}
+	be.Logger = slog.New(logs)
+	be.Env = append(be.Env, raceQuickExit())
+	cfg.Backend = be
+	if cfg.Name == "" {
+		cfg.Name = "proc"
+	}
+	if cfg.Max == 0 {
+		cfg.Max = 2
+	}
+	if cfg.BootTimeout == 0 {
+		cfg.BootTimeout = 20 * time.Second // generous: a loaded machine, -race
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = be.Logger
+	}
+	p, err := flame.NewPool(cfg)
+	if err != nil {
+		t.Fatalf("NewPool: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := p.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		waitNoChildren(t, 10*time.Second)
+		if t.Failed() {
+			for _, l := range logs.lines() {
+				t.Log(l)
+			}
+		}
+	})
+	return p, logs
+}
+
+// raceQuickExit spares runners built with -race the race detector's
+// one-second sleep at exit (reports are still printed).
+func raceQuickExit() string {
+	return "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")
+}
+
+// children returns the child processes of this process and their states
+// (from /proc/<pid>/stat: R, S, Z, ...).
+func children(parent int) map[int]string {
+	out := map[int]string{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, ok := procStat(pid)
+		if ok && st.ppid == parent {
+			out[pid] = st.state
+		}
+	}
+	return out
+}
+
+type stat struct {
+	state string
+	ppid  int
+}
+
+// procStat reads a process's state and parent; ok is false once it is gone.
+func procStat(pid int) (stat, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, false
+	}
+	// pid (comm) state ppid ...; comm may contain spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return stat{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return stat{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return stat{state: f[0], ppid: ppid}, true
+}
+
+// gone reports whether pid has exited (it may linger as a zombie of a
+// parent that is not this process).
+func gone(pid int) bool {
+	st, ok := procStat(pid)
+	return !ok || st.state == "Z" || st.state == "X"
+}
+
+func waitNoChildren(t *testing.T, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		kids := children(os.Getpid())
+		if len(kids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("child processes left behind (pid: state): %v", kids)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eventually polls cond until it holds or the time is up.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitMarker waits until a test.block handler has started and returns the
+// pid it wrote.
+func waitMarker(t *testing.T, path string) int {
+	t.Helper()
+	var pid int
+	eventually(t, 20*time.Second, "the handler to start", func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil || len(b) == 0 {
+			return false
+		}
+		pid, err = strconv.Atoi(string(b))
+		return err == nil
+	})
+	return pid
+}
+
+func TestProcessResultsAndErrorsCrossIntact(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
+	ctx := context.Background()
+
+	in := echoIn{Name: "wörld ✓", Nums: []int{1, 2, 3, 4}, Attrs: map[string]string{"a": "b", "ü": "\x00"}}
+	out, err := echoFn.Call(ctx, p, in)
+	if err != nil {
+		t.Fatalf("echo: %v", err)
+	}
+	if out.Greeting != "hello, wörld ✓" || out.Sum != 10 || out.Attrs["ü"] != "\x00" || out.Attrs["a"] != "b" {
+		t.Fatalf("echo result did not cross intact: %+v", out)
+	}
+	if out.PID == os.Getpid() || out.PID == 0 {
+		t.Fatalf("echo ran in pid %d; want a runner process (test pid %d)", out.PID, os.Getpid())
+	}
+	if out.Runner != 1 {
+		t.Fatalf("RunnerID on the runner = %d, want 1", out.Runner)
+	}
+
+	_, err = failFn.Call(ctx, p, "disk full: /var/data")
+	var fe *flame.FuncError
+	if !errors.As(err, &fe) || fe.Message != "disk full: /var/data" || fe.Code != "handler" || fe.Func != "test.fail" {
+		t.Fatalf("handler error = %#v (%v), want *FuncError with the message intact", err, err)
+	}
+	if err.Error() != "disk full: /var/data" {
+		t.Fatalf("error message = %q", err.Error())
+	}
+
+	_, err = panicFn.Call(ctx, p, "boom")
+	var pe *flame.PanicError
+	if !errors.As(err, &pe) || pe.Value != "boom" || !bytes.Contains(pe.Stack, []byte("flame_test")) {
+		t.Fatalf("panic = %#v, want *PanicError with value and the runner's stack", err)
+	}
+
+	// The runner survived the panic and still serves, in the same process.
+	out2, err := echoFn.Call(ctx, p, echoIn{Name: "again"})
+	if err != nil || out2.PID != out.PID {
+		t.Fatalf("after a panic: %+v, %v; want the same runner (pid %d) serving", out2, err, out.PID)
+	}
+	if st := p.Stats(); st.Booted != 1 || st.BootFailures != 0 {
+		t.Fatalf("stats %+v: want one boot, no failures", st)
+	}
+}
+
+func TestProcessCancellationReachesHandler(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
+	marker := filepath.Join(t.TempDir(), "started")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := blockFn.Call(ctx, p, blockIn{Marker: marker, For: time.Minute})
+		errc <- err
+	}()
+	waitMarker(t, marker)
+	cancel()
+	err := <-errc
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "handler saw") {
+		t.Fatalf("err = %v; want the handler's own report of context.Canceled", err)
+	}
+	if errors.Is(err, flame.ErrTimeout) {
+		t.Fatalf("err = %v; a cancel is not a timeout", err)
+	}
+	// The slot came back: the runner takes the next call.
+	if _, err := pidFn.Call(context.Background(), p, struct{}{}); err != nil {
+		t.Fatalf("call after cancel: %v", err)
+	}
+}
+
+func TestProcessDeadlineReachesHandler(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
+	// Boot first, so the limit below is spent in the handler.
+	if _, err := pidFn.Call(context.Background(), p, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := blockFn.Call(context.Background(), p, blockIn{For: time.Minute}, flame.WithTimeout(300*time.Millisecond))
+	if !errors.Is(err, flame.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v; want ErrTimeout and context.DeadlineExceeded", err)
+	}
+	if !strings.Contains(err.Error(), "handler saw (deadline set: true)") {
+		t.Fatalf("err = %v; want the handler to have seen its deadline", err)
+	}
+	// A caller's deadline travels too.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = blockFn.Call(ctx, p, blockIn{For: time.Minute}, flame.WithTimeout(time.Hour))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "handler saw (deadline set: true)") {
+		t.Fatalf("err = %v; want the handler to have seen the caller's deadline", err)
+	}
+	out, err := blockFn.Call(context.Background(), p, blockIn{For: time.Millisecond})
+	if err != nil || !out.HadDeadline {
+		t.Fatalf("default Timeout: %+v, %v; want the handler to see Config.Timeout as its deadline", out, err)
+	}
+}
+
+func TestProcessKillMidCallGivesRunnerDownAndPoolRecovers(t *testing.T) {
+	shrunk := make(chan flame.ShrinkEvent, 4)
+	p, _ := procPool(t, flame.Config{Min: 1, Max: 1, OnShrink: func(ev flame.ShrinkEvent) { shrunk <- ev }},
+		flame.ProcessBackend{})
+	marker := filepath.Join(t.TempDir(), "started")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
+		errc <- err
+	}()
+	pid := waitMarker(t, marker)
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not return after its runner was killed")
+	}
+	if took := time.Since(killed); took > time.Second {
+		t.Errorf("ErrRunnerDown took %v after SIGKILL; want under a second", took)
+	}
+	if !errors.Is(err, flame.ErrRunnerDown) || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("err = %v; want ErrRunnerDown naming the signal", err)
+	}
+	if st, ok := procStat(pid); ok {
+		t.Fatalf("killed runner %d still in /proc (state %s): not reaped", pid, st.state)
+	}
+	select {
+	case ev := <-shrunk:
+		if !errors.Is(ev.Reason, flame.ErrRunnerDown) || ev.RunnerID != 1 {
+			t.Fatalf("shrink event %+v; want runner 1 down with ErrRunnerDown", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shrink event for the killed runner")
+	}
+	// The pool replaces its Min runner and serves again.
+	newPID, err := pidFn.Call(context.Background(), p, struct{}{})
+	if err != nil || newPID == pid {
+		t.Fatalf("after the crash: pid %d, %v; want a new runner", newPID, err)
+	}
+	if st := p.Stats(); st.Runners != 1 || st.Booted != 2 || st.Shrunk != 1 {
+		t.Fatalf("stats %+v; want the replacement runner up", st)
+	}
+}
+
+func TestProcessIdleRunnersExitAndAreReaped(t *testing.T) {
+	shrunk := make(chan flame.ShrinkEvent, 4)
+	p, _ := procPool(t, flame.Config{Max: 2, MaxConcurrency: 1, IdleShutdownAfter: 150 * time.Millisecond,
+		OnShrink: func(ev flame.ShrinkEvent) { shrunk <- ev }}, flame.ProcessBackend{})
+	// Two children hold a slot each: two runners.
+	dir := t.TempDir()
+	pids := make([]int, 2)
+	var kids []*flame.Child
+	for i := range pids {
+		marker := filepath.Join(dir, strconv.Itoa(i))
+		child, err := blockFn.Place(context.Background(), p, blockIn{Marker: marker, For: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kids = append(kids, child)
+		pids[i] = waitMarker(t, marker)
+	}
+	if pids[0] == pids[1] {
+		t.Fatalf("both children ran in pid %d; want two runners", pids[0])
+	}
+	select {
+	case ev := <-shrunk:
+		t.Fatalf("a busy runner idled down: %+v", ev)
+	case <-time.After(400 * time.Millisecond):
+	}
+	for _, c := range kids {
+		c.Stop()
+	}
+	for range 2 {
+		select {
+		case ev := <-shrunk:
+			if !errors.Is(ev.Reason, flame.ErrIdleShutdown) {
+				t.Fatalf("shrink %+v; want ErrIdleShutdown", ev)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("runners did not idle down")
+		}
+	}
+	for _, pid := range pids {
+		eventually(t, 10*time.Second, fmt.Sprintf("runner %d to exit and be reaped", pid), func() bool {
+			_, exists := procStat(pid)
+			return !exists
+		})
+	}
+	for pid, state := range children(os.Getpid()) {
+		t.Errorf("child %d left in state %s", pid, state)
+	}
+	if st := p.Stats(); st.Runners != 0 || st.Shrunk != 2 {
+		t.Fatalf("stats %+v; want no runners, 2 shrunk", st)
+	}
+}
+
+func TestProcessCloseLeavesNoChildBehind(t *testing.T) {
+	logs := &capture{}
+	p, err := flame.NewPool(flame.Config{Name: "close", Min: 1, Max: 3, MaxConcurrency: 1, BootTimeout: 20 * time.Second,
+		Backend: flame.ProcessBackend{Logger: slog.New(logs), Env: []string{raceQuickExit()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if _, err := blockFn.Call(context.Background(), p, blockIn{For: 300 * time.Millisecond}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(children(os.Getpid())); n != 3 {
+		t.Fatalf("%d child processes before Close; want 3", n)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Close returns once every runner has been shut down and reaped.
+	if kids := children(os.Getpid()); len(kids) != 0 {
+		t.Fatalf("children after Close: %v", kids)
+	}
+}
+
+func TestProcessCloseTerminatesRunnerThatIgnoresCancel(t *testing.T) {
+	logs := &capture{}
+	p, err := flame.NewPool(flame.Config{Name: "stuck", Max: 1, BootTimeout: 20 * time.Second,
+		ShutdownTimeout: 200 * time.Millisecond, Backend: flame.ProcessBackend{Logger: slog.New(logs), Env: []string{raceQuickExit()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "started")
+	if err := blockFn.Cast(context.Background(), p, blockIn{Marker: marker, For: time.Hour, Ignore: true}); err != nil {
+		t.Fatal(err)
+	}
+	pid := waitMarker(t, marker)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_ = p.Close(ctx) // ctx ends first: the runner is terminated
+	eventually(t, 10*time.Second, "the stuck runner to be terminated and reaped", func() bool {
+		_, exists := procStat(pid)
+		return !exists
+	})
+	waitNoChildren(t, 5*time.Second)
+}
+
+func TestProcessUnknownFuncAndUndecodableArgs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	node, err := flame.ProcessBackend{Logger: slog.New(&capture{}), Env: []string{raceQuickExit()}}.Boot(ctx, flame.RunnerSpec{Pool: "direct", ID: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := node.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		<-node.Done()
+		waitNoChildren(t, 5*time.Second)
+	}()
+	inv := node.(flame.Invoker)
+
+	_, err = inv.Invoke(ctx, "no.such.func", []byte(`{}`))
+	if !errors.Is(err, flame.ErrUnknownFunc) || !strings.Contains(err.Error(), `"no.such.func" is not registered on runner 7`) {
+		t.Fatalf("unknown id: %v; want ErrUnknownFunc naming the id and runner", err)
+	}
+	_, err = inv.Invoke(ctx, "test.echo", []byte(`{"Name": 12`))
+	if !errors.Is(err, flame.ErrBadPayload) || !strings.Contains(err.Error(), "test.echo: decoding the arguments") {
+		t.Fatalf("undecodable args: %v; want ErrBadPayload", err)
+	}
+	res, err := inv.Invoke(ctx, "test.echo", []byte(`{"Name":"raw"}`))
+	if err != nil || !bytes.Contains(res, []byte(`"Greeting":"hello, raw"`)) {
+		t.Fatalf("raw invoke: %s, %v", res, err)
+	}
+	// A plain closure cannot cross.
+	if err := node.Exec(ctx, func(context.Context) error { return nil }); !errors.Is(err, flame.ErrNotPortable) {
+		t.Fatalf("closure: %v; want ErrNotPortable", err)
+	}
+}
+
+func TestProcessUndecodableArgsThroughFunc(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
+	_, err := pickyFn.Call(context.Background(), p, picky{})
+	if !errors.Is(err, flame.ErrBadPayload) || !strings.Contains(err.Error(), "picky refuses") {
+		t.Fatalf("err = %v; want ErrBadPayload from the runner", err)
+	}
+}
+
+func TestProcessOversizedPayloads(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{MaxMessageSize: 4096})
+	ctx := context.Background()
+	_, err := echoFn.Call(ctx, p, echoIn{Name: strings.Repeat("a", 10_000)})
+	if !errors.Is(err, flame.ErrTooLarge) || !strings.Contains(err.Error(), "arguments of") {
+		t.Fatalf("big arguments: %v; want ErrTooLarge", err)
+	}
+	_, err = blobFn.Call(ctx, p, 10_000)
+	if !errors.Is(err, flame.ErrTooLarge) || !strings.Contains(err.Error(), "result of") {
+		t.Fatalf("big result: %v; want ErrTooLarge", err)
+	}
+	// Just under the limit works, and the runner is still healthy.
+	s, err := blobFn.Call(ctx, p, 4000)
+	if err != nil || len(s) != 4000 {
+		t.Fatalf("result under the limit: %d bytes, %v", len(s), err)
+	}
+	if st := p.Stats(); st.Booted != 1 {
+		t.Fatalf("stats %+v; want the one runner to have served all calls", st)
+	}
+}
+
+func TestProcessVersionSkewFailsBoot(t *testing.T) {
+	_, err := flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 20 * time.Second,
+		Backend: flame.ProcessBackend{Env: []string{"GOFLAME_TEST_EXTRA=1", raceQuickExit()}, Logger: slog.New(&capture{})}})
+	if !errors.Is(err, flame.ErrVersionSkew) || !strings.Contains(err.Error(), "must register the same functions") {
+		t.Fatalf("err = %v; want ErrVersionSkew about the registry", err)
+	}
+	waitNoChildren(t, 5*time.Second)
+}
+
+func TestProcessBootTimeoutKillsChild(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	start := time.Now()
+	_, err = flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 300 * time.Millisecond,
+		Backend: flame.ProcessBackend{Path: sleep, Args: []string{"60"}, Logger: slog.New(&capture{})}})
+	// The pool's timer and the backend's race to report it; either is fine.
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(strings.ToLower(err.Error()), "boottimeout") && !strings.Contains(err.Error(), "boot timeout") {
+		t.Fatalf("err = %v; want a boot timeout", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("NewPool took %v", took)
+	}
+	waitNoChildren(t, 5*time.Second)
+
+	// A program that exits at once (not a goflame runner) fails the boot
+	// with its status and output.
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh binary")
+	}
+	_, err = flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 20 * time.Second,
+		Backend: flame.ProcessBackend{Path: sh, Args: []string{"-c", "echo not a runner >&2; exit 7"}, Logger: slog.New(&capture{})}})
+	if err == nil || !strings.Contains(err.Error(), "exit status 7") || !strings.Contains(err.Error(), "not a runner") {
+		t.Fatalf("err = %v; want the exit status and last output", err)
+	}
+	waitNoChildren(t, 5*time.Second)
+}
+
+func TestProcessClosureIsNotPortable(t *testing.T) {
+	p, logs := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
+	ctx := context.Background()
+	ran := false
+	err := p.Call(ctx, func(context.Context) error { ran = true; return nil })
+	if !errors.Is(err, flame.ErrNotPortable) || ran {
+		t.Fatalf("Call(closure) = %v (ran %v); want ErrNotPortable", err, ran)
+	}
+	if _, err := p.PlaceChild(ctx, func(context.Context) error { ran = true; return nil }); !errors.Is(err, flame.ErrNotPortable) || ran {
+		t.Fatalf("PlaceChild(closure) = %v; want ErrNotPortable", err)
+	}
+	if err := p.Cast(ctx, func(context.Context) error { ran = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the cast's error to be logged", func() bool {
+		for _, l := range logs.lines() {
+			if strings.Contains(l, "cast failed") && strings.Contains(l, "cannot run a closure") {
+				return true
+			}
+		}
+		return false
+	})
+	if ran {
+		t.Fatal("a closure ran")
+	}
+}
+
+func TestProcessCastAndPlace(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	castMarker := filepath.Join(dir, "cast")
+	if err := blockFn.Cast(ctx, p, blockIn{Marker: castMarker, For: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	castPID := waitMarker(t, castMarker)
+
+	placeMarker := filepath.Join(dir, "place")
+	child, err := blockFn.Place(ctx, p, blockIn{Marker: placeMarker, For: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Stop()
+	if pid := waitMarker(t, placeMarker); pid != castPID {
+		t.Fatalf("place ran in pid %d, cast in %d; want the one runner", pid, castPID)
+	}
+	select {
+	case <-child.Done():
+		t.Fatalf("child ended early: %v", child.Err())
+	default:
+	}
+	// The cast's slot comes back; the child keeps its own.
+	eventually(t, 10*time.Second, "one slot in use while the child runs", func() bool { return p.Stats().InUse == 1 })
+	child.Stop()
+	if err := child.Err(); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "handler saw") {
+		t.Fatalf("child.Err() = %v; want the handler's report of its cancellation", err)
+	}
+}
+
+func TestProcessOutputGoesToLogger(t *testing.T) {
+	p, logs := procPool(t, flame.Config{Name: "printer", Max: 1}, flame.ProcessBackend{})
+	if _, err := printFn.Call(context.Background(), p, "line one"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"runner output pool=printer runner=1 pid=", "stream=stdout line=out: line one",
+		"stream=stderr line=err: line one",
+	}
+	eventually(t, 10*time.Second, "the runner's output in the log", func() bool {
+		found := 0
+		for _, l := range logs.lines() {
+			if strings.Contains(l, want[0]) && (strings.Contains(l, want[1]) || strings.Contains(l, want[2])) {
+				found++
+			}
+		}
+		return found == 2
+	})
+}
+
+func TestProcessRunnersDieWithParent(t *testing.T) {
+	for _, how := range []string{"killed", "stopped"} {
+		t.Run(how, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "GOFLAME_TEST_ROLE=parent")
+			cmd.Stderr = os.Stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}()
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if err != nil {
+				t.Fatalf("helper parent: %v", err)
+			}
+			var pids []int
+			for _, f := range strings.Fields(strings.TrimPrefix(line, "runners")) {
+				pid, _ := strconv.Atoi(f)
+				pids = append(pids, pid)
+			}
+			if len(pids) != 2 {
+				t.Fatalf("helper said %q; want two runner pids", line)
+			}
+			for _, pid := range pids {
+				if gone(pid) {
+					t.Fatalf("runner %d not running before the parent went away", pid)
+				}
+			}
+			sig := syscall.SIGKILL
+			if how == "stopped" {
+				sig = syscall.SIGSTOP // alive but silent: keepalives go unanswered
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			for _, pid := range pids {
+				eventually(t, 5*time.Second, fmt.Sprintf("runner %d to exit after its parent was %s", pid, how), func() bool {
+					return gone(pid)
+				})
+			}
+		})
+	}
+}
+
+func init() { helperMain = playRole }
+
+// playRole is the test binary playing a role in another process.
+func playRole(role string) int {
+	switch role {
+	case "parent":
+		// A parent with two runners that pings fast, so that a stopped
+		// parent is noticed quickly. It waits to be killed.
+		p, err := flame.NewPool(flame.Config{Name: "helper", Min: 2, Max: 2, BootTimeout: 20 * time.Second,
+			Backend: flame.ProcessBackend{KeepAlive: 200 * time.Millisecond, Env: []string{raceQuickExit()}}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			return 1
+		}
+		defer p.Close(context.Background())
+		var pids []string
+		for pid := range children(os.Getpid()) {
+			pids = append(pids, strconv.Itoa(pid))
+		}
+		fmt.Println("runners " + strings.Join(pids, " "))
+		time.Sleep(time.Minute)
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "unknown role", role)
+	return 2
+}
+
+func TestFuncOnLocalBackendRoundTripsThroughCodec(t *testing.T) {
+	p, err := flame.NewPool(flame.Config{Max: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	ctx := context.Background()
+	out, err := echoFn.Call(ctx, p, echoIn{Name: "local", Nums: []int{2, 3}})
+	if err != nil || out.Greeting != "hello, local" || out.Sum != 5 || out.PID != os.Getpid() || out.Runner != 1 {
+		t.Fatalf("local echo: %+v, %v", out, err)
+	}
+	// Errors come back in the same form as from a process.
+	_, err = failFn.Call(ctx, p, "nope")
+	var fe *flame.FuncError
+	if !errors.As(err, &fe) || fe.Message != "nope" || fe.Code != "handler" {
+		t.Fatalf("local error: %#v", err)
+	}
+	// A value that cannot be decoded fails here as it would on a process.
+	if _, err := pickyFn.Call(ctx, p, picky{}); !errors.Is(err, flame.ErrBadPayload) {
+		t.Fatalf("picky: %v; want ErrBadPayload", err)
+	}
+	// A value that cannot be encoded fails before any runner is involved.
+	if _, err := chanFn.Call(ctx, p, make(chan int)); !errors.Is(err, flame.ErrBadPayload) {
+		t.Fatalf("chan argument: %v; want ErrBadPayload", err)
+	}
+	var pe *flame.PanicError
+	if _, err := panicFn.Call(ctx, p, "local boom"); !errors.As(err, &pe) || pe.Value != "local boom" {
+		t.Fatalf("local panic: %v", err)
+	}
+	// Cast and Place run too.
+	child, err := blockFn.Place(ctx, p, blockIn{For: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stop()
+	if !errors.Is(child.Err(), context.Canceled) {
+		t.Fatalf("local child: %v", child.Err())
+	}
+}
+
+var chanFn = flame.Register("test.chan", func(ctx context.Context, c chan int) (int, error) { return 0, nil })
+
+// nestedRemote is the process pool that test.nested calls into.
+var nestedRemote *flame.Pool
+
+// test.nested, run on a local runner, sends a plain closure to a process
+// pool: the closure must not ride on its parent's invocation. A nested
+// registered call works.
+var nested = flame.Register("test.nested", func(ctx context.Context, _ int) (string, error) {
+	err := nestedRemote.Call(ctx, func(context.Context) error { return nil })
+	if !errors.Is(err, flame.ErrNotPortable) {
+		return "", fmt.Errorf("nested closure: %v", err)
+	}
+	pid, err := pidFn.Call(ctx, nestedRemote, struct{}{})
+	if err != nil || pid == os.Getpid() {
+		return "", fmt.Errorf("nested Func: %d, %v", pid, err)
+	}
+	return "ok", nil
+})
+
+func TestNestedClosureFromLocalHandlerIsNotPortable(t *testing.T) {
+	remote, _ := procPool(t, flame.Config{Name: "remote", Max: 1}, flame.ProcessBackend{})
+	local, err := flame.NewPool(flame.Config{Name: "local", Max: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close(context.Background())
+
+	nestedRemote = remote
+	defer func() { nestedRemote = nil }()
+	got, err := nested.Call(context.Background(), local, 0)
+	if err != nil || got != "ok" {
+		t.Fatalf("nested: %q, %v", got, err)
+	}
+}
+
+func TestRegisterRejectsBadIDs(t *testing.T) {
+	mustPanic := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s: no panic", name)
+			}
+		}()
+		f()
+	}
+	noop := func(context.Context, int) (int, error) { return 0, nil }
+	mustPanic("empty id", func() { flame.Register("", noop) })
+	mustPanic("duplicate id", func() { flame.Register("test.echo", noop) })
+	mustPanic("nil fn", func() { flame.Register[int, int]("test.nil", nil) })
+	if echoFn.ID() != "test.echo" {
+		t.Fatalf("ID() = %q", echoFn.ID())
+	}
+}
+
+func TestProcessPoolLeavesNoGoroutineAfterClose(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	logs := &capture{}
+	p, err := flame.NewPool(flame.Config{Name: "leak", Min: 1, Max: 2, MaxConcurrency: 1, BootTimeout: 20 * time.Second,
+		Backend: flame.ProcessBackend{Logger: slog.New(logs), Env: []string{raceQuickExit()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			if _, err := echoFn.Call(context.Background(), p, echoIn{Name: strconv.Itoa(i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := blockFn.Call(ctx, p, blockIn{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("call with a done ctx: %v", err)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	goleak.VerifyNone(t, before)
+	if kids := children(os.Getpid()); len(kids) != 0 {
+		t.Fatalf("children after Close: %v", kids)
+	}
+}
+
+func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	node, err := flame.ProcessBackend{Logger: slog.New(&capture{}), Env: []string{raceQuickExit()}}.Boot(ctx, flame.RunnerSpec{Pool: "wedged", ID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := node.(flame.Invoker)
+	res, err := inv.Invoke(ctx, ignoreTermFn.ID(), []byte("0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(res))
+	// A call that ignores its ctx keeps the runner from draining.
+	marker := filepath.Join(t.TempDir(), "started")
+	callErr := make(chan error, 1)
+	go func() {
+		_, err := inv.Invoke(ctx, "test.block", []byte(fmt.Sprintf(`{"Marker":%q,"For":3600000000000,"Ignore":true}`, marker)))
+		callErr <- err
+	}()
+	waitMarker(t, marker)
+
+	sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer scancel()
+	err = node.Shutdown(sctx)
+	if err == nil || !strings.Contains(err.Error(), "signal: killed") {
+		t.Fatalf("Shutdown = %v; want the runner killed after ignoring SIGTERM", err)
+	}
+	if _, exists := procStat(pid); exists {
+		t.Fatalf("runner %d not reaped after Shutdown returned", pid)
+	}
+	select {
+	case <-node.Done():
+	default:
+		t.Fatal("Done not closed after Shutdown returned")
+	}
+	if err := <-callErr; !errors.Is(err, flame.ErrRunnerDown) {
+		t.Fatalf("in-flight call: %v; want ErrRunnerDown", err)
+	}
+}

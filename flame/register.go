@@ -1,0 +1,308 @@
+package flame
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/goflame/goflame/flame/internal/wire"
+)
+
+// Errors of registered functions and process runners.
+var (
+	// ErrNotPortable is returned when a plain closure (Pool.Call, Cast,
+	// PlaceChild) is sent to a runner in another process: such a runner runs
+	// only functions registered with Register (use Func.Call, Cast, Place).
+	ErrNotPortable = errors.New("flame: a runner in another process cannot run a closure; register the function with flame.Register and use Func.Call")
+
+	// ErrUnknownFunc: the runner has no function under the id asked for.
+	ErrUnknownFunc = errors.New("flame: function not registered on the runner")
+
+	// ErrTooLarge: arguments or a result exceed the message size limit
+	// (ProcessBackend.MaxMessageSize).
+	ErrTooLarge = errors.New("flame: message exceeds the size limit")
+
+	// ErrBadPayload: arguments or a result could not be encoded or decoded.
+	ErrBadPayload = errors.New("flame: arguments or result do not encode or decode")
+
+	// ErrVersionSkew: parent and runner are not the same build, or do not
+	// register the same functions with the same types. A runner boot fails
+	// with it.
+	ErrVersionSkew = errors.New("flame: version skew between parent and runner")
+)
+
+// FuncError is the error of a registered function as it crossed from the
+// runner: the handler's error message, intact, and a code saying what kind
+// of failure it was. The same form comes back from every backend, the local
+// one included, so code that handles errors behaves in tests as in
+// production.
+//
+// errors.Is matches context.Canceled (Code "canceled"),
+// context.DeadlineExceeded ("deadline"), ErrUnknownFunc ("not_registered"),
+// ErrTooLarge ("too_large"), ErrBadPayload ("decode") and ErrVersionSkew
+// ("version_skew"). A handler panic comes back as *PanicError instead, with
+// the panic value as a string when it crossed a process boundary.
+type FuncError struct {
+	Func    string // the function id
+	Code    string // "handler", "canceled", "deadline", "not_registered", "too_large", "decode", "version_skew", "protocol"
+	Message string // the error's message
+}
+
+func (e *FuncError) Error() string { return e.Message }
+
+// Is reports whether target is the sentinel that e's code stands for.
+func (e *FuncError) Is(target error) bool {
+	switch target {
+	case context.Canceled:
+		return e.Code == wire.CodeCanceled.String()
+	case context.DeadlineExceeded:
+		return e.Code == wire.CodeDeadline.String()
+	case ErrUnknownFunc:
+		return e.Code == wire.CodeNotRegistered.String()
+	case ErrTooLarge:
+		return e.Code == wire.CodeTooLarge.String()
+	case ErrBadPayload:
+		return e.Code == wire.CodeDecode.String()
+	case ErrVersionSkew:
+		return e.Code == wire.CodeVersionSkew.String()
+	}
+	return false
+}
+
+// Func is a function registered under a stable id: it runs on any runner,
+// in this process or in a runner process of the same binary. Its arguments
+// and result always go through the codec (JSON), on every backend, so a
+// value that cannot cross a process boundary fails in tests too.
+type Func[In, Out any] struct {
+	reg *registered
+	fn  func(context.Context, In) (Out, error)
+}
+
+// Register registers fn under id and returns its handle. Call it at package
+// level (var f = flame.Register(...)), so that a parent and its runners,
+// which are the same binary, register the same functions. It panics if id
+// is empty, longer than 1024 bytes, or already registered.
+//
+// On a runner, fn's ctx carries the call's deadline and is cancelled when
+// the caller cancels; RunnerID works on it. An error fn returns comes back
+// to the caller as a *FuncError, a panic as a *PanicError.
+func Register[In, Out any](id string, fn func(context.Context, In) (Out, error)) *Func[In, Out] {
+	if id == "" || len(id) > wire.MaxIDLen {
+		panic(fmt.Sprintf("flame.Register: id must be 1 to %d bytes, got %q", wire.MaxIDLen, id))
+	}
+	if fn == nil {
+		panic(fmt.Sprintf("flame.Register(%q): nil function", id))
+	}
+	f := &Func[In, Out]{fn: fn}
+	f.reg = &registered{
+		id:  id,
+		sig: fmt.Sprintf("%v -> %v", reflect.TypeFor[In](), reflect.TypeFor[Out]()),
+		run: f.serve,
+	}
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if registry.funcs == nil {
+		registry.funcs = map[string]*registered{}
+	}
+	if _, dup := registry.funcs[id]; dup {
+		panic(fmt.Sprintf("flame.Register: id %q registered twice", id))
+	}
+	registry.funcs[id] = f.reg
+	registry.hash.Store(nil)
+	return f
+}
+
+// ID returns the id f was registered under.
+func (f *Func[In, Out]) ID() string { return f.reg.id }
+
+// Call runs f with in on a runner of p and returns its result: Pool.Call
+// for a registered function, with the same checkout, limits, options and
+// errors. On a runner process the call crosses the process boundary; on a
+// local runner f runs in this process, arguments and result still going
+// through the codec. f's own error comes back as a *FuncError (see there).
+func (f *Func[In, Out]) Call(ctx context.Context, p *Pool, in In, opts ...CallOption) (Out, error) {
+	var out Out
+	inv, err := f.invocation(in, wire.KindCall)
+	if err != nil {
+		return out, err
+	}
+	if err := p.Call(context.WithValue(ctx, invocationKey{}, inv), inv.run, opts...); err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(inv.result, &out); err != nil {
+		return out, fmt.Errorf("%w: %s: decoding the result: %v", ErrBadPayload, f.reg.id, err)
+	}
+	return out, nil
+}
+
+// Cast runs f with in on a runner of p without waiting: Pool.Cast for a
+// registered function. The result is dropped; errors are logged by the pool.
+func (f *Func[In, Out]) Cast(ctx context.Context, p *Pool, in In, opts ...CallOption) error {
+	inv, err := f.invocation(in, wire.KindCast)
+	if err != nil {
+		return err
+	}
+	return p.Cast(context.WithValue(ctx, invocationKey{}, inv), inv.run, opts...)
+}
+
+// Place starts f with in on a runner of p and returns once it has started:
+// Pool.PlaceChild for a registered function. The child's Err is f's error;
+// its result is dropped.
+func (f *Func[In, Out]) Place(ctx context.Context, p *Pool, in In, opts ...CallOption) (*Child, error) {
+	inv, err := f.invocation(in, wire.KindPlace)
+	if err != nil {
+		return nil, err
+	}
+	return p.PlaceChild(context.WithValue(ctx, invocationKey{}, inv), inv.run, opts...)
+}
+
+func (f *Func[In, Out]) invocation(in In, kind wire.Kind) (*invocation, error) {
+	args, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: encoding the arguments: %v", ErrBadPayload, f.reg.id, err)
+	}
+	return &invocation{reg: f.reg, args: args, kind: kind}, nil
+}
+
+// serve decodes args, runs fn and encodes its result. Errors come back as
+// *FuncError; a panic propagates to the caller (the pool or the runner
+// recovers it).
+func (f *Func[In, Out]) serve(ctx context.Context, args []byte) ([]byte, error) {
+	var in In
+	if err := json.Unmarshal(args, &in); err != nil {
+		return nil, &FuncError{Func: f.reg.id, Code: wire.CodeDecode.String(),
+			Message: fmt.Sprintf("flame: %s: decoding the arguments: %v", f.reg.id, err)}
+	}
+	out, err := f.fn(ctx, in)
+	if err != nil {
+		return nil, asFuncError(f.reg.id, err)
+	}
+	res, err := json.Marshal(out)
+	if err != nil {
+		return nil, &FuncError{Func: f.reg.id, Code: wire.CodeDecode.String(),
+			Message: fmt.Sprintf("flame: %s: encoding the result: %v", f.reg.id, err)}
+	}
+	return res, nil
+}
+
+// asFuncError turns a handler's error into the form it crosses in.
+func asFuncError(id string, err error) *FuncError {
+	var fe *FuncError
+	if errors.As(err, &fe) && fe.Code != wire.CodeHandler.String() {
+		return &FuncError{Func: id, Code: fe.Code, Message: err.Error()}
+	}
+	code := wire.CodeHandler
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code = wire.CodeDeadline
+	case errors.Is(err, context.Canceled):
+		code = wire.CodeCanceled
+	}
+	return &FuncError{Func: id, Code: code.String(), Message: err.Error()}
+}
+
+// registered is one entry of the registry.
+type registered struct {
+	id  string
+	sig string // "In -> Out" types, part of the registry hash
+	run func(ctx context.Context, args []byte) ([]byte, error)
+}
+
+// registry holds every registered function. Written at init time
+// (Register), read by runners on every call.
+var registry struct {
+	mu    sync.RWMutex
+	funcs map[string]*registered
+	hash  atomic.Pointer[string] // nil: recompute
+}
+
+func lookupFunc(id string) *registered {
+	registry.mu.RLock()
+	defer registry.mu.RUnlock()
+	return registry.funcs[id]
+}
+
+// registryHash identifies the set of registered ids and their types.
+func registryHash() string {
+	if h := registry.hash.Load(); h != nil {
+		return *h
+	}
+	registry.mu.RLock()
+	lines := make([]string, 0, len(registry.funcs))
+	for id, r := range registry.funcs {
+		lines = append(lines, id+"\x00"+r.sig+"\n")
+	}
+	registry.mu.RUnlock()
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "")))
+	h := fmt.Sprintf("%d:%s", len(lines), hex.EncodeToString(sum[:8]))
+	registry.hash.Store(&h)
+	return h
+}
+
+// invocationKey carries an *invocation in the ctx of a Func's call, so that
+// a node in another process finds what to run remotely.
+type invocationKey struct{}
+
+// invocation is one call of a registered function on its way to a runner.
+//
+// The Func passes the pool a closure (run) plus this record in the call's
+// ctx. A local node just calls the closure, which runs the function here.
+// A remote node's Exec claims the record (once: a nested call made from
+// inside a local handler finds its parent's record already claimed), sets
+// remote, and then calls the closure, which sends the call over. Both run
+// on the goroutine of Node.Exec.
+type invocation struct {
+	reg     *registered
+	args    []byte
+	kind    wire.Kind
+	claimed atomic.Bool
+	remote  remoteRunner // set by the node that claimed it, before run
+	result  []byte       // written by run; read by the Func after the pool returns
+}
+
+// remoteRunner is a node that runs registered functions in another process.
+type remoteRunner interface {
+	call(ctx context.Context, kind wire.Kind, id string, args []byte) ([]byte, error)
+}
+
+// run is the fn that the Func hands to the pool.
+func (inv *invocation) run(ctx context.Context) error {
+	var err error
+	if inv.remote != nil {
+		inv.result, err = inv.remote.call(ctx, inv.kind, inv.reg.id, inv.args)
+		return err
+	}
+	if !inv.claimed.CompareAndSwap(false, true) {
+		return errors.New("flame: internal error: a registered call ran twice")
+	}
+	inv.result, err = inv.reg.run(ctx, inv.args)
+	return err
+}
+
+// claimInvocation is Exec's first step on a node that runs only registered
+// functions: it finds the Func's record in ctx and claims it for node.
+// A plain closure has no record: ErrNotPortable.
+func claimInvocation(ctx context.Context, node remoteRunner) error {
+	inv, _ := ctx.Value(invocationKey{}).(*invocation)
+	if inv == nil || !inv.claimed.CompareAndSwap(false, true) {
+		return ErrNotPortable
+	}
+	inv.remote = node
+	return nil
+}
+
+// Invoker is implemented by nodes that run registered functions by id, such
+// as those of ProcessBackend. Invoke runs the function registered under id
+// with already encoded arguments and returns its encoded result.
+type Invoker interface {
+	Invoke(ctx context.Context, id string, args []byte) ([]byte, error)
+}
