@@ -104,14 +104,13 @@ func (c *execCtx) Done() <-chan struct{} {
 		c.setErr(lz, context.Canceled, nil)
 		return lz.done
 	}
-	lz.done = make(chan struct{})
-	if lz.err == nil {
-		if err, cause := c.fired(); err != nil {
-			c.setErr(lz, err, cause)
-		}
+	if lz.err != nil { // cancelled, or found expired by Err, before anyone asked
+		lz.done = closedChan
+		return lz.done
 	}
-	if lz.err != nil {
-		close(lz.done)
+	lz.done = make(chan struct{})
+	if err, cause := c.fired(); err != nil {
+		c.setErr(lz, err, cause) // closes lz.done
 		return lz.done
 	}
 	if c.linked && c.parent.Done() != nil {

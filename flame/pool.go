@@ -275,6 +275,7 @@ func (p *Pool) abandon(w *waiter, err error) (*runner, error) {
 	p.q.Lock()
 	removed := p.q.Remove(&w.elem)
 	p.q.Unlock()
+	p.queueLeft()
 	if !removed {
 		select {
 		case r := <-w.ch:
@@ -322,6 +323,7 @@ func (p *Pool) sweep() {
 	if next != 0 {
 		p.armSweep(next)
 	}
+	p.queueLeft()
 }
 
 // expire is called for each queued waiter found dead at handoff. One whose
@@ -375,6 +377,7 @@ func (p *Pool) release(r *runner) {
 		w = r.word.Load()
 		active := wordState(w) == stActive
 		if active && !p.singleUse && p.q.Len() > 0 && p.handoff(r) {
+			p.queueLeft()
 			return
 		}
 		nw := w - 1 + genOne // a release is activity too: it restarts the idle period
@@ -401,7 +404,17 @@ func (p *Pool) release(r *runner) {
 		p.q.Unlock()
 	}
 	if p.closing.Load() {
+		p.queueLeft()
 		p.checkDrained()
+	}
+}
+
+// queueLeft is called when callers may have left the queue. While closing,
+// the scaler cancels pending boots once nobody waits for them, so it must
+// hear of it.
+func (p *Pool) queueLeft() {
+	if p.closing.Load() && p.q.Len() == 0 {
+		p.sc.Kick()
 	}
 }
 

@@ -246,7 +246,7 @@ func (s *Scaler) evaluate() {
 			s.cancelPending(ErrBootCanceled)
 			return
 		}
-	} else if s.minDirty && !s.retryPending {
+	} else if s.minDirty && !s.retryPending { // no boot while a retry is pending (§3.2)
 		s.minDirty = false
 		for s.total() < s.min {
 			s.startBoot(true)
@@ -292,10 +292,9 @@ func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 		s.lastBootErr = err
 		ev := Event{ID: id, Count: s.total()}
 		s.push(func() { s.host.GrowEnd(ev, err) })
-		if pb.min && !s.closing && s.total() < s.min {
-			s.minDirty = true // Min is standing demand: restore it on the retry
-		}
-		if !s.retryPending && (s.unmet() || s.minDirty) {
+		// Only waiting callers bring a retry: a backend that always fails
+		// never loops (a Min replacement that failed comes back with demand).
+		if !s.retryPending && s.unmet() {
 			s.retryPending = true
 			s.retryTimer = time.AfterFunc(s.retryAfter, s.retryFired)
 		}
