@@ -1,0 +1,6 @@
+//go:build race
+
+package proptest
+
+// raceEnabled: built with -race.
+const raceEnabled = true

@@ -1,0 +1,39 @@
+package proptest
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/goflame/goflame/flame"
+)
+
+// Small deterministic reproductions of the bugs the property tests found.
+// Each fails while its bug is open.
+
+// TestFnAsksForDoneAfterItsCtxEnded: a fn whose ctx is already cancelled
+// when it first asks for Done (here its caller gave up; equally its limit
+// passed or its runner went down) must see a closed Done and return its own
+// error (§3.3). Found by TestPoolInvariantsUnderConcurrency: execCtx.Done
+// closed the channel twice, so the Call returned *PanicError("close of
+// closed channel") although fn never panicked.
+func TestFnAsksForDoneAfterItsCtxEnded(t *testing.T) {
+	if _, tolerated := tolerances(); tolerated {
+		t.Skip(tolerateEnv + " has done-double-close")
+	}
+	p, err := flame.NewPool(flame.Config{Max: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	err = p.Call(ctx, func(fctx context.Context) error {
+		cancel()
+		<-fctx.Done()
+		return fctx.Err()
+	})
+	var pe *flame.PanicError
+	if errors.As(err, &pe) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Call = %v (%T), want context.Canceled", err, err)
+	}
+}
