@@ -177,8 +177,7 @@ func (b *chaosBackend) live() []*node {
 
 // invariants collects what the goroutines observe.
 type invariants struct {
-	mc              int
-	doneDoubleClose bool // tolerated: see tolerances
+	mc int
 
 	mu       sync.Mutex
 	running  map[uint64]int // fns running, by runner
@@ -217,9 +216,7 @@ func (inv *invariants) leave(id uint64) {
 
 // result checks a Call's error against its history.
 func (inv *invariants) result(what string, err error, runner uint64, canceled bool) {
-	var pe *flame.PanicError
 	switch {
-	case errors.As(err, &pe) && inv.doneDoubleClose && fmt.Sprint(pe.Value) == "close of closed channel":
 	case err == nil,
 		errors.Is(err, flame.ErrCheckoutTimeout),
 		errors.Is(err, flame.ErrTimeout):
@@ -244,8 +241,7 @@ func (inv *invariants) result(what string, err error, runner uint64, canceled bo
 func (sc *scenario) run(t *rapid.T) {
 	synctest.Wait()
 	baseline := bubbleGoroutines()
-	_, ddc := tolerances()
-	inv := &invariants{mc: sc.mc, doneDoubleClose: ddc, running: map[uint64]int{}, crashed: map[uint64]bool{},
+	inv := &invariants{mc: sc.mc, running: map[uint64]int{}, crashed: map[uint64]bool{},
 		starts: map[uint64]int{}, ends: map[uint64]string{}, shrinks: map[uint64]int{}, maxEver: sc.max}
 	be := &chaosBackend{sc: sc, nodes: map[uint64]*node{}}
 	be.healthy.Store(true) // NewPool's Min boots must succeed

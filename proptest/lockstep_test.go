@@ -75,13 +75,11 @@ func newLockstep(t *rapid.T) *lockstep {
 		Backend: ls.o.backend, Timeout: execTimeout, BootTimeout: bootTimeout,
 		ShutdownTimeout: time.Second, IdleShutdownAfter: idle, MinIdleShutdownAfter: minIdle,
 	}
-	tol, _ := tolerances()
 	mcfg := model.Config{
 		Min: min, Max: max, MaxConcurrency: mc, SingleUse: singleUse,
 		Timeout: execTimeout, BootTimeout: bootTimeout,
 		IdleShutdownAfter: idle, MinIdleShutdownAfter: minIdle,
 		ClockSlack: clockSlack, GrowStartDelay: growStartDelay,
-		Tolerate: tol,
 	}
 	if idleCheck {
 		// The first idle check may start a call: it must not land on a

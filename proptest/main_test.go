@@ -2,14 +2,10 @@ package proptest
 
 import (
 	"flag"
-	"fmt"
 	"os"
-	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
-
-	"github.com/goflame/goflame/proptest/model"
 )
 
 // Defaults for CI. They apply unless -rapid.checks / -rapid.steps (or
@@ -26,39 +22,6 @@ const (
 
 // checksSet records whether the user chose the number of checks.
 var checksSet bool
-
-// tolerateEnv names known pool bugs to let pass, comma-separated: the model
-// copies them (model.Tolerances), or the invariant test accepts them, so
-// that the suite can look for other bugs while those are open. Unset: the
-// model is the contract. It is an environment variable, not a flag, so that
-// it works with ./proptest/... (a flag would be unknown to the packages that
-// do not define it).
-const tolerateEnv = "PROPTEST_TOLERATE"
-
-// tolerances parses $PROPTEST_TOLERATE (lazy-boot-cancel, min-retry,
-// done-double-close, or all): the model's tolerances, and
-// whether a fn that first asks for ctx.Done() after its ctx was cancelled
-// may "panic" with "close of closed channel" (see
-// TestFnAsksForDoneAfterItsCtxEnded).
-func tolerances() (t model.Tolerances, doneDoubleClose bool) {
-	for _, name := range strings.Split(os.Getenv(tolerateEnv), ",") {
-		switch strings.TrimSpace(name) {
-		case "":
-		case "all":
-			t = model.Tolerances{LazyBootCancel: true, MinRetry: true}
-			doneDoubleClose = true
-		case "lazy-boot-cancel":
-			t.LazyBootCancel = true
-		case "min-retry":
-			t.MinRetry = true
-		case "done-double-close":
-			doneDoubleClose = true
-		default:
-			panic(fmt.Sprintf("%s: unknown name %q", tolerateEnv, name))
-		}
-	}
-	return t, doneDoubleClose
-}
 
 func TestMain(m *testing.M) {
 	flag.Parse()

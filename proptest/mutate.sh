@@ -7,15 +7,13 @@
 #   proptest/mutate.sh lifo mc-le      # only these
 #   RAPID_CHECKS=500 proptest/mutate.sh
 #
-# The unmutated copy runs first and must pass; known pool bugs that are
-# still open can be let through with PROPTEST_TOLERATE (see README.md),
-# which defaults here to "all" so that each mutation is judged on its own.
+# The unmutated copy runs first and must pass, so that each mutation is
+# judged on its own.
 # Logs (with rapid's shrunk history) go to $OUT (default /tmp/proptest-mutants).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/proptest-mutants}
-export PROPTEST_TOLERATE=${PROPTEST_TOLERATE-all}
 export RAPID_CHECKS=${RAPID_CHECKS:-300}
 tests='TestPoolMatchesModel|TestPoolInvariantsUnderConcurrency|TestQueueMatchesSliceModel'
 pkgs='./proptest ./flame/internal/waitq'
@@ -54,7 +52,7 @@ printf '%-34s ' "baseline (no mutation)"
 if run "$base" "$out/baseline.log"; then
   echo "passes"
 else
-  echo "FAILS: see $out/baseline.log; fix or tolerate that first"
+  echo "FAILS: see $out/baseline.log; fix that first"
   exit 1
 fi
 

@@ -19,9 +19,6 @@ func (m *Model) checkout(w *Work) {
 	w.waitSlack = m.slack
 	m.queue = append(m.queue, w)
 	m.serve()
-	if m.total() < m.max {
-		m.kick() // implementation: a queued caller wakes the scaler only when it can grow
-	}
 }
 
 // claim picks the runner for a new checkout (§3.2): among the runners that

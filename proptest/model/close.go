@@ -47,7 +47,6 @@ func (m *Model) Close(timeout time.Duration) int {
 			m.returns(w, Closed)
 		}
 	}
-	m.kick()
 	m.settle()
 	return len(m.closes) - 1
 }

@@ -37,8 +37,4 @@
 // outcome is not fixed. Advance notices such cases and records them
 // (Ambiguity); a test driver then discards the step instead of comparing a
 // nondeterministic result.
-//
-// Tolerances. The model is the contract. Known bugs of the implementation
-// that are still open can be copied instead (Config.Tolerate), so that a
-// test suite can go on looking for other bugs meanwhile.
 package model

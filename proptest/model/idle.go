@@ -33,7 +33,6 @@ func (m *Model) armIdle(r *Runner) {
 // shutdown).
 func (m *Model) fireIdle(r *Runner) {
 	r.IdleAt = Infinity
-	m.kick() // implementation: the check runs as a scaler effect
 	if r.Draining {
 		return // it goes when its last checkout is released
 	}

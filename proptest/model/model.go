@@ -39,11 +39,6 @@ type Config struct {
 	// passes". See clock.go for how the model copes with the window.
 	ClockSlack time.Duration
 
-	// Tolerate lists known bugs of the implementation that the model copies
-	// instead of flagging (see Tolerances). The zero value: the model is the
-	// contract.
-	Tolerate Tolerances
-
 	// IdleCheck is the user's Config.IdleCheck, or nil. It is user code: it
 	// may act on the pool while it runs, which the model allows by handing
 	// it the model.
@@ -59,35 +54,12 @@ type IdleCheck interface {
 	Clone() IdleCheck
 }
 
-// Tolerances are known differences between the implementation and the
-// contract. Each one, when set, makes the model do what the implementation
-// does, so that a test suite can go on looking for other bugs (and mutation
-// runs stay meaningful) while that one is open.
-type Tolerances struct {
-	// LazyBootCancel: the implementation re-evaluates demand only when
-	// something wakes its scaler, and the queue emptying does not (a waiter
-	// gives up, or a release hands its slot to the last waiter). So a
-	// closing pool keeps a boot pending after its last queued cast left,
-	// until something else happens, where §3.12 cancels pending boots "once
-	// nothing waits for them".
-	LazyBootCancel bool
-	// MinRetry: when a boot for Min fails, the implementation schedules a
-	// retry (and boots for Min again when it fires) even though no caller
-	// is queued (notes/semantics.md: "Min is standing demand"). §3.6 retries
-	// only while "unmet demand remains (waiting > pending × MaxConcurrency
-	// and room under Max)" and says "No demand, no retry: a backend that
-	// always fails never loops"; with Min > 0 this one retries forever,
-	// once a second.
-	MinRetry bool
-}
-
 // Model is the pool's state. The zero value is not usable; call New.
 type Model struct {
 	cfg      Config
 	min, max int // Min and Max now in force (Resize changes them)
 	now      time.Duration
 	slack    time.Duration // how much earlier the pool may be doing what happens now (clock.go)
-	kicked   bool          // the scaler was woken since the last settle (Tolerances.LazyBootCancel)
 
 	runners map[uint64]*Runner // booted and not yet removed, draining ones included
 	boots   map[uint64]*Boot   // pending boots
@@ -135,12 +107,6 @@ func New(cfg Config) *Model {
 	}
 	return m
 }
-
-// kick notes that the pool's scaler is woken (implementation: by a queued
-// caller, and by everything the scaler itself handles: boots, removals, idle
-// checks, retries, Resize, Close). Only Tolerances.LazyBootCancel looks at
-// it.
-func (m *Model) kick() { m.kicked = true }
 
 // Clone returns an independent copy of m: a driver can try a step on the
 // copy and keep it only if the step turned out well defined.
@@ -281,10 +247,7 @@ func (m *Model) Stats() Stats {
 // demand (§3.2), and a closing pool that has run out of work shuts down
 // (§3.12).
 func (m *Model) settle() {
-	if m.kicked || !m.cfg.Tolerate.LazyBootCancel {
-		m.evaluate()
-	}
-	m.kicked = false
+	m.evaluate()
 	if m.closing && !m.stopped && m.drained() {
 		m.stop(CloseOK)
 	}

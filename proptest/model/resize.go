@@ -25,7 +25,6 @@ func (m *Model) Resize(min, max int) Outcome {
 	}
 	m.min, m.max = min, max
 	m.minDirty = true
-	m.kick()
 	excess := m.total() - (len(m.runners) - m.activeCount()) - max
 	for excess > 0 && len(m.boots) > 0 {
 		m.cancelBoot(slices.Max(m.PendingBoots()))

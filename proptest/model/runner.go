@@ -72,7 +72,6 @@ func (m *Model) noteCloseRace(r *Runner) {
 // (§3.10, §3.13).
 func (m *Model) remove(r *Runner, why Reason) {
 	delete(m.runners, r.ID)
-	m.kick()
 	m.shrunk++
 	m.emit(Event{Kind: Shrink, RunnerID: r.ID, Count: m.total(), Detail: string(why)})
 }

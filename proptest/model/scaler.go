@@ -56,7 +56,6 @@ func (m *Model) startBoot(min bool) {
 	b := &Boot{ID: m.nextID, Min: min, InBackend: inBackend, Deadline: after(inBackend, m.cfg.BootTimeout), slack: m.slack}
 	m.nextID++
 	m.boots[b.ID] = b
-	m.kick()
 	m.emit(Event{Kind: GrowStart, RunnerID: b.ID, Count: m.total()})
 }
 
@@ -70,7 +69,6 @@ func (m *Model) CompleteBoot(id uint64) {
 	r := &Runner{ID: id, Min: b.Min}
 	m.runners[id] = r
 	m.booted++
-	m.kick()
 	m.serve()
 	m.armIdle(r)
 	m.emit(Event{Kind: GrowEnd, RunnerID: id, Count: m.total(), Detail: GrowOK})
@@ -86,17 +84,14 @@ func (m *Model) FailBoot(id uint64) {
 // bootFailedNow is a boot failing, by error or by BootTimeout (§3.6):
 // BootFailures++, OnGrowEnd with the error, the waiters stay queued, and if
 // unmet demand remains and no retry is pending, one retry is scheduled
-// RetryAfter from now. No demand, no retry (see Tolerances.MinRetry).
+// RetryAfter from now. No demand, no retry: a backend that always fails
+// never loops.
 func (m *Model) bootFailedNow(b *Boot) {
 	delete(m.boots, b.ID)
-	m.kick()
 	m.bootFailures++
 	m.bootFailed = true
 	m.emit(Event{Kind: GrowEnd, RunnerID: b.ID, Count: m.total(), Detail: GrowFailed})
-	if m.cfg.Tolerate.MinRetry && b.Min && !m.closing && m.total() < m.min {
-		m.minDirty = true
-	}
-	if !m.retryPending && (m.unmet() || m.cfg.Tolerate.MinRetry && m.minDirty) {
+	if !m.retryPending && m.unmet() {
 		m.retryPending = true
 		m.retryAt = m.now + RetryAfter
 		m.retrySlack = m.slack
@@ -113,7 +108,6 @@ func (m *Model) unmet() bool {
 // settle that follows (§3.6).
 func (m *Model) fireRetry() {
 	m.retryPending = false
-	m.kick()
 }
 
 // cancelBoots cancels every pending boot, lowest ID first: OnGrowEnd with
@@ -126,7 +120,6 @@ func (m *Model) cancelBoots() {
 
 func (m *Model) cancelBoot(id uint64) {
 	delete(m.boots, id)
-	m.kick()
 	m.emit(Event{Kind: GrowEnd, RunnerID: id, Count: m.total(), Detail: GrowCanceled})
 }
 
