@@ -98,3 +98,23 @@ func TestTimeConvertsReadings(t *testing.T) {
 		}
 	})
 }
+
+func TestRefresherOutlivesFewerThanIdleTicksUnreadRefreshes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		spawn, wait := tracked()
+		c := New(spawn)
+		defer wait()
+		defer c.Stop() // on failure too, so the bubble can end
+		c.Now()        // the first refresh finds this read; IdleTicks unread ones follow
+		time.Sleep(Resolution*(IdleTicks+1) - Resolution/2)
+		synctest.Wait()
+		if !c.on.Load() {
+			t.Fatalf("refresher stopped after fewer than %d unread refreshes", IdleTicks)
+		}
+		time.Sleep(Resolution)
+		synctest.Wait()
+		if c.on.Load() {
+			t.Fatalf("refresher still running after %d unread refreshes", IdleTicks)
+		}
+	})
+}

@@ -173,7 +173,6 @@ func New(cfg Config, host Host, initial []Runner, nextID uint64) *Scaler {
 		s.armIdle(info)
 	}
 	s.publish()
-	s.canGrow.Store(s.total() < s.max)
 	s.mu.Unlock()
 	return s
 }

@@ -861,3 +861,26 @@ func TestKickNeverBlocks(t *testing.T) {
 		stopAndWait(t, s)
 	})
 }
+
+// CanGrow tells queued callers whether waking the scaler could start a
+// boot: only while booted + booting runners are below Max, and never after
+// Stop.
+func TestCanGrowOnlyWithRoomUnderMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(0)
+		s := newTestScaler(t, Config{Min: 1, Max: 2, MaxConcurrency: 1}, h, runners(1)...)
+		synctest.Wait()
+		assert.True(t, s.CanGrow(), "1 of 2 runners: room for a boot")
+		h.waiting.Store(1)
+		s.Kick()
+		synctest.Wait()
+		require.Len(t, h.getBoots(), 1)
+		assert.False(t, s.CanGrow(), "a runner and a pending boot fill Max 2")
+		s.Resize(1, 3)
+		synctest.Wait()
+		assert.True(t, s.CanGrow(), "Resize made room")
+		s.Stop(errStopped)
+		synctest.Wait()
+		assert.False(t, s.CanGrow(), "a stopped scaler never grows")
+	})
+}
