@@ -533,7 +533,7 @@ func TestBootFailureModes(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Idle shutdown (CONTRACT §3.7, semantics.md "Idle")
+// Idle shutdown (CONTRACT §3.7, as Config.IdleShutdownAfter documents it)
 
 const scIdle = 10 * time.Second
 

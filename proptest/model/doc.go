@@ -12,9 +12,10 @@
 // Resize, Close. Each method applies one transition and then settles the pool
 // the way the scaler does after every change (evaluate, below).
 //
-// Where the contract is silent the model follows notes/semantics.md, and
-// where that is silent too it follows the implementation; those places say
-// so in their doc comments ("implementation:").
+// Where the contract is silent the model follows goflame's documented
+// reading of it (package flame's doc comments and the README), and where
+// that is silent too it follows the implementation; those places say so in
+// their doc comments ("implementation:").
 //
 // Files, one concern each:
 //

@@ -1,7 +1,8 @@
 package model
 
-// armIdle starts a new idle period of r from now (§3.7; semantics.md: a
-// runner is checked at the end of each period). Min runners use
+// armIdle starts a new idle period of r from now (§3.7, as
+// Config.IdleShutdownAfter documents it: a runner is checked at the end of
+// each period). Min runners use
 // MinIdleShutdownAfter, the others IdleShutdownAfter; Infinity disables it.
 //
 // A period counts as idle only if the load stayed 0 through all of it

@@ -24,9 +24,9 @@ type Boot struct {
 // replaced first, up to Min (§3.9), and Resize raising Min boots the same way
 // (§3.11).
 //
-// Min upkeep waits while a retry is pending (semantics.md). A closing pool
-// (§3.12) keeps no Min; it boots only for accepted casts still queued (with
-// the usual retry rule, semantics.md), and cancels pending boots as soon as
+// Min upkeep waits while a retry is pending (like every boot, §3.2). A
+// closing pool (§3.12) keeps no Min; it boots only for accepted casts still
+// queued (with the usual retry rule), and cancels pending boots as soon as
 // no caller is queued.
 func (m *Model) evaluate() {
 	if m.stopped {
