@@ -27,6 +27,15 @@
 // own goroutine. Other backends boot runners elsewhere (processes,
 // machines); they implement Backend and Node.
 //
+// # Runners in other processes
+//
+// ProcessBackend boots runners as child processes of the same binary. Go
+// cannot send closures to another process, so work for them is a function
+// registered under a stable name with Register, called through the
+// returned Func (Call, Cast, Place) with JSON-encoded arguments; main must
+// call Main first, so that a copy started as a runner serves and exits. A
+// plain closure sent to a process runner fails with ErrNotPortable.
+//
 // # Errors
 //
 // Call returns fn's own error unchanged. The pool adds its own conditions as
