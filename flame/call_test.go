@@ -1,7 +1,6 @@
 package flame
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -81,24 +80,6 @@ func callIsClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// callLogBuffer is a bytes.Buffer safe for the pool's logging goroutines.
-type callLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *callLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *callLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // callGateBackend boots nodes whose Exec waits for gate before running fn,
@@ -844,7 +825,7 @@ func TestCastLinkFollowsCallerCtx(t *testing.T) {
 // with a live ctx.
 func TestQueuedCastLinkDecidesWhetherItStillRuns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logBuf callLogBuffer
+		var logBuf syncBuffer
 		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1,
 			Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 		h := callHold(context.Background(), p, WithTimeout(Infinity))
@@ -871,7 +852,7 @@ func TestQueuedCastLinkDecidesWhetherItStillRuns(t *testing.T) {
 
 func TestCastPanicAndErrorAreLoggedAndContained(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logBuf callLogBuffer
+		var logBuf syncBuffer
 		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1,
 			Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 		ctx := context.Background()

@@ -1,6 +1,7 @@
 package flame
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -155,4 +156,23 @@ func mustPool(t testing.TB, cfg Config) *Pool {
 		}
 	})
 	return p
+}
+
+// syncBuffer is a bytes.Buffer that the pool's goroutines may log into
+// while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

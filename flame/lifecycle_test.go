@@ -302,7 +302,7 @@ func TestCloseRunsAcceptedCastsWhenCapacityAppearsBeforeCtxEnds(t *testing.T) {
 func TestCloseDropsCastsThatCannotStartAndLogsTheirCount(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		be := newTestBackend()
-		var logs scLogBuf
+		var logs syncBuffer
 		p := mustPool(t, Config{Max: 1, MaxConcurrency: 1, Backend: be, Logger: scLogger(&logs)})
 		a := scStart(t, t.Context(), p)
 		synctest.Wait()

@@ -1,7 +1,6 @@
 package flame
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -52,24 +51,6 @@ func (n *oddNode) Shutdown(ctx context.Context) error {
 
 func (n *oddNode) Done() <-chan struct{} { return n.done }
 
-func logBuffer() (*slog.Logger, func() string) {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	h := slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, nil)
-	return slog.New(h), func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 func TestExecPanicIsReturnedAsPanicErrorAndPoolKeepsServing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &oddBackend{execPanics: true}
@@ -90,7 +71,8 @@ func TestExecPanicIsReturnedAsPanicErrorAndPoolKeepsServing(t *testing.T) {
 func TestHungNodeShutdownIsBoundedByShutdownTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &oddBackend{shutdownHang: true}
-		log, logs := logBuffer()
+		var buf syncBuffer
+		log, logs := slog.New(slog.NewTextHandler(&buf, nil)), buf.String
 		p, err := NewPool(Config{Max: 1, Backend: b, IdleShutdownAfter: time.Second, ShutdownTimeout: 3 * time.Second, Logger: log})
 		if err != nil {
 			t.Fatal(err)

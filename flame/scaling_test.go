@@ -1,7 +1,6 @@
 package flame
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -177,25 +176,7 @@ func (e *scEvents) shrinkReason(id uint64) error {
 	return nil
 }
 
-// scLogBuf is a log destination safe for concurrent writers.
-type scLogBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *scLogBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *scLogBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func scLogger(buf *scLogBuf) *slog.Logger {
+func scLogger(buf *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -816,7 +797,7 @@ func TestEventsOnGrowEndAndOnShrinkNeverOverlap(t *testing.T) {
 func TestEventsPanicsInOnGrowEndAndOnShrinkAreContained(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		be := newTestBackend()
-		var logs scLogBuf
+		var logs syncBuffer
 		p := mustPool(t, Config{Max: 2, MaxConcurrency: 1, Backend: be, Logger: scLogger(&logs),
 			OnGrowEnd: func(GrowEvent, error) { panic("grow-end hook bug") },
 			OnShrink:  func(ShrinkEvent) { panic("shrink hook bug") },
