@@ -49,7 +49,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
 	c := &execCtx{parent: parent, r: r, linked: linked}
-	if limit != Infinity && limit > 0 {
+	if limit != Infinity { // callers pass a positive limit or Infinity
 		now := p.clock.Now()
 		c.deadline = now + int64(limit)
 		if c.deadline < now { // a huge finite limit: saturate rather than wrap
