@@ -55,7 +55,6 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.sweepTimer.Stop() // nobody is queued any more, nor will be
 	}
 	p.q.Unlock()
-	close(p.castEnd)
 	if dropped > 0 {
 		p.logError("Close dropped queued casts that could not start", "count", dropped)
 	}

@@ -57,9 +57,8 @@ type Pool struct {
 	work     atomic.Int64   // goroutines running accepted work (casts, children, unlinked calls)
 	drained  chan struct{}  // closed once closing and no work is left
 	drainMu  sync.Mutex
-	isDrain  bool          // guarded by drainMu
-	dropCast bool          // guarded by q's lock: Close gave up on queued casts
-	castEnd  chan struct{} // closed when Close stops waiting for casts
+	isDrain  bool // guarded by drainMu
+	dropCast bool // guarded by q's lock: Close gave up on queued casts
 }
 
 type waitKind uint8
@@ -97,7 +96,6 @@ func NewPool(cfg Config) (*Pool, error) {
 		log:       cfg.Logger,
 		byID:      xsync.NewMapOf[uint64, *runner](),
 		drained:   make(chan struct{}),
-		castEnd:   make(chan struct{}),
 	}
 	p.waiters.New = func() any {
 		w := &waiter{ch: make(chan *runner, 1)}
@@ -207,10 +205,6 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 			w.deadline = math.MaxInt64
 		}
 	}
-	var dropped <-chan struct{}
-	if w.kind == kindCast {
-		dropped = p.castEnd
-	}
 
 	p.q.Lock()
 	if p.closing.Load() && (w.kind != kindCast || p.dropCast) {
@@ -236,17 +230,17 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 	if p.sc.CanGrow() {
 		p.sc.Kick()
 	}
+	// Budgets end through the sweep, Close through the channel too (nil),
+	// so only the caller's ctx needs watching besides it.
 	done := w.ctx.Done()
-	if done == nil && dropped == nil {
-		return p.granted(w, <-w.ch) // nothing else can end this wait
+	if done == nil {
+		return p.granted(w, <-w.ch)
 	}
 	select {
 	case r := <-w.ch:
 		return p.granted(w, r)
 	case <-done:
 		return p.abandon(w, w.ctx.Err())
-	case <-dropped:
-		return p.abandon(w, ErrClosed)
 	}
 }
 
