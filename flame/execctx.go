@@ -37,7 +37,11 @@ type execLazy struct {
 	err   error
 	cause error // why: ErrTimeout, the runner's cause, or nil (caller, Stop, finish)
 	stops []func() bool
+	after []*afterFunc // AfterFunc callbacks not yet run or stopped
 }
+
+// afterFunc is one AfterFunc registration.
+type afterFunc struct{ f func() }
 
 const (
 	phaseFresh uint32 = iota
@@ -180,6 +184,39 @@ func (c *execCtx) setErr(lz *execLazy, err, cause error) {
 		stop()
 	}
 	lz.stops = nil
+	for _, a := range lz.after {
+		go a.f()
+	}
+	lz.after = nil
+}
+
+// AfterFunc arranges for f to run in its own goroutine once the context is
+// done, and returns a stop function as context.AfterFunc does. The context
+// package finds this method: context.AfterFunc, WithCancel, WithTimeout
+// and the like on a fn's ctx register here instead of starting a goroutine
+// that waits for Done.
+func (c *execCtx) AfterFunc(f func()) (stop func() bool) {
+	c.Done() // arm every cancellation source
+	lz := c.lazy()
+	lz.mu.Lock()
+	defer lz.mu.Unlock()
+	if lz.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	lz.after = append(lz.after, a)
+	return func() bool {
+		lz.mu.Lock()
+		defer lz.mu.Unlock()
+		for i, b := range lz.after {
+			if b == a {
+				lz.after = append(lz.after[:i], lz.after[i+1:]...)
+				return true
+			}
+		}
+		return false // it has run, or is running
+	}
 }
 
 // cancel cancels the context (Child.Stop and the registered hooks).

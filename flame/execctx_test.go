@@ -3,6 +3,7 @@ package flame
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -65,6 +66,110 @@ func TestCloseWithNothingQueuedLogsNoDrops(t *testing.T) {
 		}
 		if s := buf.String(); containsAny(s, "dropped") {
 			t.Fatalf("Close logged drops with nothing dropped:\n%s", s)
+		}
+	})
+}
+
+// context.AfterFunc on fn's ctx runs f when the ctx ends (here: the
+// caller cancels), and its stop then reports that f was started.
+func TestAfterFuncOnFnCtxRunsWhenCanceled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Max: 1})
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		var stop func() bool
+		err := p.Call(ctx, func(fctx context.Context) error {
+			stop = context.AfterFunc(fctx, func() { close(ran) })
+			cancel()
+			<-ran
+			return fctx.Err()
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Call = %v, want Canceled", err)
+		}
+		if stop() {
+			t.Fatal("stop after f ran reported it stopped f")
+		}
+	})
+}
+
+// A stopped AfterFunc never runs, and stop reports it stopped it once.
+func TestAfterFuncOnFnCtxStoppedNeverRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Max: 1})
+		ran := false
+		var stop func() bool
+		if err := p.Call(context.Background(), func(fctx context.Context) error {
+			stop = context.AfterFunc(fctx, func() { ran = true })
+			if !stop() {
+				t.Error("first stop did not stop f")
+			}
+			if stop() {
+				t.Error("second stop reported stopping f again")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // fn's ctx has ended; a registered f would have run
+		if ran {
+			t.Fatal("stopped AfterFunc ran")
+		}
+	})
+}
+
+// An AfterFunc registered on a ctx that has already ended runs at once,
+// and one still registered when fn returns runs then.
+func TestAfterFuncOnEndedFnCtxRunsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Max: 1})
+		var kept context.Context
+		atReturn := make(chan struct{})
+		if err := p.Call(context.Background(), func(fctx context.Context) error {
+			kept = fctx
+			context.AfterFunc(fctx, func() { close(atReturn) })
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		<-atReturn
+		late := make(chan struct{})
+		if context.AfterFunc(kept, func() { close(late) })() {
+			t.Fatal("stop of an AfterFunc on an ended ctx reported stopping it")
+		}
+		<-late
+	})
+}
+
+// Contexts derived from fn's ctx hook into it rather than each starting a
+// goroutine that waits for its Done (what the context package does for a
+// context it does not know), and are cancelled with it.
+func TestDerivedCtxStartsNoGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Max: 1})
+		const n = 50
+		var grew int
+		var children []context.Context
+		err := p.Call(context.Background(), func(fctx context.Context) error {
+			before := runtime.NumGoroutine()
+			for range n {
+				c, cancel := context.WithCancel(fctx)
+				defer cancel()
+				children = append(children, c)
+			}
+			grew = runtime.NumGoroutine() - before
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if grew > 0 {
+			t.Fatalf("%d derived contexts started %d goroutines", n, grew)
+		}
+		for i, c := range children {
+			if c.Err() == nil {
+				t.Fatalf("child %d not canceled when fn's ctx ended", i)
+			}
 		}
 	})
 }
