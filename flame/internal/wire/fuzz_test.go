@@ -23,6 +23,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(append(AppendFrame(nil, Ready, nil), AppendFrame(nil, Result, []byte("42"))...))
 	f.Add(AppendHeader(nil, Result, 1<<31))
 	f.Add([]byte{0, 0, 0, 1, 9, 0})
+	f.Add(append(AppendCancel(nil, 3, 7), AppendLane(nil, 4)...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		for {
@@ -62,6 +63,19 @@ func FuzzDecodeError(f *testing.F) {
 	f.Fuzz(func(t *testing.T, p []byte) { checkMessage(t, Error, p) })
 }
 
+// FuzzDecodeControl decodes hostile CANCEL and LANE payloads.
+func FuzzDecodeControl(f *testing.F) {
+	f.Add(AppendCancel(nil, 1, 1)[HeaderLen:])
+	f.Add(AppendCancel(nil, 1<<32-1, 1<<63)[HeaderLen:])
+	f.Add(AppendLane(nil, 300)[HeaderLen:])
+	f.Add([]byte{0x80, 0x00})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x10, 1})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		checkMessage(t, Cancel, p)
+		checkMessage(t, Lane, p)
+	})
+}
+
 // checkMessage decodes p as a message of type typ; if it decodes, it must
 // encode back to the same bytes.
 func checkMessage(t *testing.T, typ Type, p []byte) {
@@ -91,6 +105,28 @@ func checkMessage(t *testing.T, typ Type, p []byte) {
 		}
 		if again := AppendError(nil, m)[HeaderLen:]; !bytes.Equal(again, p) {
 			t.Fatalf("ERROR %+v re-encodes to %x, was %x", m, again, p)
+		}
+	case Cancel:
+		lane, call, err := DecodeCancel(p)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeCancel: %v", err)
+			}
+			return
+		}
+		if again := AppendCancel(nil, lane, call)[HeaderLen:]; !bytes.Equal(again, p) {
+			t.Fatalf("CANCEL %d/%d re-encodes to %x, was %x", lane, call, again, p)
+		}
+	case Lane:
+		lane, err := DecodeLane(p)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeLane: %v", err)
+			}
+			return
+		}
+		if again := AppendLane(nil, lane)[HeaderLen:]; !bytes.Equal(again, p) {
+			t.Fatalf("LANE %d re-encodes to %x, was %x", lane, again, p)
 		}
 	case Hello:
 		_, _ = DecodeHello(p)

@@ -12,15 +12,22 @@
 // chunks, so a peer that claims a large frame and then stalls costs at
 // most the bytes it actually sent (plus one chunk).
 //
+// A parent and a runner share one control connection and any number of
+// lanes, one per call in flight. The control connection carries HELLO,
+// READY, PING, LANE, CANCEL and SHUTDOWN; a lane carries CALL and its
+// reply (RESULT or ERROR), strictly in turn.
+//
 // Messages (the payload of each frame type):
 //
 //	HELLO    runner -> parent   JSON Hello: protocol version, build id, registry hash, pid
 //	READY    runner -> parent   empty: the runner serves calls
 //	CALL     parent -> runner   kind u8 | timeout uvarint (ns, 0: none) | uvarint len | fn id | args
-//	CANCEL   parent -> runner   empty: cancel the call on this stream
+//	CANCEL   parent -> runner   lane uvarint | call uvarint: cancel that lane's call number call (1: its first)
 //	RESULT   runner -> parent   the encoded result
 //	ERROR    either way         code u8 | uvarint len | message | stack
 //	SHUTDOWN parent -> runner   empty: finish in-flight calls, then exit
+//	PING     either way         empty: I am alive (sent every keepalive period)
+//	LANE     parent -> runner   lane uvarint; the frame carries the lane's socket (SCM_RIGHTS)
 //
 // Deadlines travel as relative durations, never as wall-clock times.
 package wire
@@ -46,10 +53,12 @@ const (
 	Result
 	Error
 	Shutdown
-	maxType = Shutdown
+	Ping
+	Lane
+	maxType = Lane
 )
 
-var typeNames = [...]string{"", "HELLO", "READY", "CALL", "CANCEL", "RESULT", "ERROR", "SHUTDOWN"}
+var typeNames = [...]string{"", "HELLO", "READY", "CALL", "CANCEL", "RESULT", "ERROR", "SHUTDOWN", "PING", "LANE"}
 
 func (t Type) String() string {
 	if t >= 1 && t <= maxType {
@@ -68,7 +77,7 @@ const (
 	// MaxIDLen bounds a function id in a CALL.
 	MaxIDLen = 1024
 	// ProtocolVersion is sent in HELLO; parent and runner must agree.
-	ProtocolVersion = 1
+	ProtocolVersion = 2
 )
 
 // Errors returned by the decoders.
@@ -215,6 +224,42 @@ func DecodeCall(p []byte) (CallMsg, error) {
 	}
 	m.ID, m.Args = string(id), rest
 	return m, nil
+}
+
+// AppendCancel appends a whole CANCEL frame for call number call (counted
+// from 1) on lane.
+func AppendCancel(dst []byte, lane uint32, call uint64) []byte {
+	dst = AppendHeader(dst, Cancel, uvarintLen(uint64(lane))+uvarintLen(call))
+	dst = binary.AppendUvarint(dst, uint64(lane))
+	return binary.AppendUvarint(dst, call)
+}
+
+// DecodeCancel decodes a CANCEL payload.
+func DecodeCancel(p []byte) (lane uint32, call uint64, err error) {
+	l, k := uvarint(p)
+	if k <= 0 || l > 1<<32-1 {
+		return 0, 0, fmt.Errorf("%w: CANCEL lane", ErrMalformed)
+	}
+	c, k2 := uvarint(p[k:])
+	if k2 <= 0 || k+k2 != len(p) {
+		return 0, 0, fmt.Errorf("%w: CANCEL call", ErrMalformed)
+	}
+	return uint32(l), c, nil
+}
+
+// AppendLane appends a whole LANE frame (the socket travels beside it).
+func AppendLane(dst []byte, lane uint32) []byte {
+	dst = AppendHeader(dst, Lane, uvarintLen(uint64(lane)))
+	return binary.AppendUvarint(dst, uint64(lane))
+}
+
+// DecodeLane decodes a LANE payload.
+func DecodeLane(p []byte) (uint32, error) {
+	l, k := uvarint(p)
+	if k <= 0 || k != len(p) || l > 1<<32-1 {
+		return 0, fmt.Errorf("%w: LANE", ErrMalformed)
+	}
+	return uint32(l), nil
 }
 
 // Code classifies an ERROR.

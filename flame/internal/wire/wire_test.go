@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"runtime"
@@ -174,5 +175,45 @@ func TestHelloRoundTrip(t *testing.T) {
 func TestNames(t *testing.T) {
 	if Call.String() != "CALL" || Type(0).String() != "Type(0)" || CodeNotRegistered.String() != "not_registered" || Code(0).String() != "Code(0)" {
 		t.Fatal(Call, Type(0), CodeNotRegistered, Code(0))
+	}
+}
+
+func TestControlMessagesRoundTripAndRejectTrailingBytes(t *testing.T) {
+	for _, c := range []struct {
+		lane uint32
+		call uint64
+	}{{0, 0}, {1, 1}, {300, 1 << 40}, {1<<32 - 1, 1<<64 - 1}} {
+		f := AppendCancel(nil, c.lane, c.call)
+		typ, p, err := ReadFrame(bytes.NewReader(f), 64)
+		if err != nil || typ != Cancel {
+			t.Fatalf("ReadFrame(CANCEL) = %v, %v", typ, err)
+		}
+		lane, call, err := DecodeCancel(p)
+		if err != nil || lane != c.lane || call != c.call {
+			t.Fatalf("CANCEL %d/%d decodes to %d/%d, %v", c.lane, c.call, lane, call, err)
+		}
+		if _, _, err := DecodeCancel(append(p, 0)); err == nil {
+			t.Fatal("CANCEL with a trailing byte accepted")
+		}
+		f = AppendLane(nil, c.lane)
+		if typ, p, err = ReadFrame(bytes.NewReader(f), 64); err != nil || typ != Lane {
+			t.Fatalf("ReadFrame(LANE) = %v, %v", typ, err)
+		}
+		if lane, err := DecodeLane(p); err != nil || lane != c.lane {
+			t.Fatalf("LANE %d decodes to %d, %v", c.lane, lane, err)
+		}
+		if _, err := DecodeLane(append(p, 0)); err == nil {
+			t.Fatal("LANE with a trailing byte accepted")
+		}
+	}
+	tooBig := binary.AppendUvarint(nil, 1<<32)
+	if _, err := DecodeLane(tooBig); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("lane id above 32 bits: %v", err)
+	}
+	if _, _, err := DecodeCancel(append(tooBig, 1)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("CANCEL lane id above 32 bits: %v", err)
+	}
+	if _, _, err := DecodeCancel(nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("empty CANCEL: %v", err)
 	}
 }
