@@ -19,8 +19,9 @@ import (
 )
 
 // ProcessBackend boots each runner as a child process of this same binary
-// (or of Path), connected over a socket pair that carries a multiplexed
-// session (yamux): one stream per call in flight. The zero value works.
+// (or of Path), connected by a control socket (handshake, heartbeats,
+// cancellations, shutdown) and one lane, a socket pair of its own, per
+// call in flight. The zero value works.
 //
 // The program must call Main first thing in main(), so that a process
 // started as a runner serves calls instead of running the program; and the
@@ -32,14 +33,16 @@ import (
 // does not, or that is another build or registers other functions
 // (ErrVersionSkew), is killed and reaped.
 //
-// A call takes a stream of its own and sends the function id, the encoded
-// arguments and the time left before the call's deadline, which the runner
-// enforces (the function sees context.DeadlineExceeded). Cancelling the
-// call (the caller's ctx, Child.Stop, Close) sends CANCEL, which cancels
-// the function's ctx; the slot stays taken until the runner's reply, as
-// with a local fn that ignores its ctx. A stream whose call ended cleanly
-// is kept for a later call rather than closed; a cancelled call's stream
-// is closed. Frames are batched into few system calls under load.
+// A call takes an idle lane (or opens one: the runner's end travels over
+// the control socket) and sends the function id, the encoded arguments and
+// the time left before the call's deadline, which the runner enforces (the
+// function sees context.DeadlineExceeded). The runner runs the call on the
+// goroutine that reads its lane and the caller reads the reply itself, so
+// a round trip wakes one goroutine on each side. Cancelling the call (the
+// caller's ctx, Child.Stop, Close) sends CANCEL on the control socket,
+// which cancels the function's ctx; the slot stays taken until the
+// runner's reply, as with a local fn that ignores its ctx. A lane serves
+// call after call; a node keeps up to 256 idle lanes.
 //
 // A child that exits, is killed, or whose connection breaks closes the
 // node's Done (Err says why): its in-flight calls fail at once with an
@@ -47,8 +50,8 @@ import (
 // sends SHUTDOWN: the runner finishes its calls and exits; when the pool's
 // ShutdownTimeout runs out it gets SIGTERM (its calls are cancelled), and
 // SIGKILL 2s later. The child is always reaped. Runners die with their
-// parent: the socket's EOF, unanswered keepalives (a stopped parent), and
-// on Linux the parent-death signal. Each runner has its own process group,
+// parent: the socket's EOF, missed heartbeats (a stopped parent), and on
+// Linux the parent-death signal. Each runner has its own process group,
 // which the signals target.
 //
 // The child's stdout and stderr go to Logger line by line, tagged with the
@@ -68,9 +71,9 @@ type ProcessBackend struct {
 	// bytes; default 16 MiB. A larger one fails with ErrTooLarge.
 	MaxMessageSize int
 	// KeepAlive is how often parent and runner ping each other; a side that
-	// gets no answer for max(3*KeepAlive, 1s) treats the other as gone (a
-	// runner then exits). Death is noticed at once regardless: the socket
-	// closes. Default 2s.
+	// hears nothing from the other for max(3*KeepAlive, 1s) treats it as
+	// gone (a runner then exits). Death is noticed at once regardless: the
+	// sockets close. Default 2s.
 	KeepAlive time.Duration
 	// Logger receives the runners' stdout and stderr, line by line, and the
 	// backend's own messages. Nil means the pool's Config.Logger, or

@@ -3,15 +3,12 @@
 package flame
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
+	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/goflame/goflame/flame/internal/wire"
 )
@@ -123,49 +120,123 @@ func TestRunnerLostErrorMatchesErrRunnerDown(t *testing.T) {
 	}
 }
 
-func TestBatchConnKeepsOrderAndFlushesOnClose(t *testing.T) {
-	a, b := net.Pipe()
-	bc := newBatchConn(a)
-	got := make(chan []byte)
-	go func() {
-		all, _ := io.ReadAll(b)
-		got <- all
-	}()
-	var want bytes.Buffer
-	for i := range 20000 {
-		chunk := []byte(fmt.Sprintf("frame %d;", i))
-		want.Write(chunk)
-		if n, err := bc.Write(chunk); err != nil || n != len(chunk) {
-			t.Fatalf("write %d: %d, %v", i, n, err)
+// laneRelease and laneStarted drive laneProbe from the lane tests.
+var (
+	laneRelease = make(chan struct{}, 1)
+	laneStarted = make(chan struct{}, 1)
+)
+
+// laneProbe reports whether its ctx was cancelled: at once when wait is
+// false; when wait is true, after it is released or cancelled.
+var laneProbe = Register("test.internal.laneprobe", func(ctx context.Context, wait bool) (string, error) {
+	if wait {
+		laneStarted <- struct{}{}
+		select {
+		case <-ctx.Done():
+		case <-laneRelease:
 		}
 	}
-	if err := bc.Close(); err != nil {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return "ran", nil
+})
+
+// serveTestLane serves one runner lane over a pipe and returns the
+// parent's end.
+func serveTestLane(t *testing.T) (*runnerLane, net.Conn) {
+	t.Helper()
+	select { // a token a failed test left
+	case <-laneRelease:
+	default:
+	}
+	r := &runnerProc{info: parentInfo{Runner: 1, MaxMsg: 1 << 20}, lanes: make(map[uint32]*runnerLane)}
+	r.ctx, r.cancel = context.WithCancelCause(context.Background())
+	near, far := net.Pipe()
+	ln := &runnerLane{r: r, id: 1, conn: far}
+	r.lanes[1] = ln
+	done := make(chan struct{})
+	go func() { ln.serve(); close(done) }()
+	t.Cleanup(func() { near.Close(); <-done; r.cancel(nil) })
+	return ln, near
+}
+
+func laneCall(t *testing.T, c net.Conn, wait bool) {
+	t.Helper()
+	args := []byte("false")
+	if wait {
+		args = []byte("true")
+	}
+	if _, err := c.Write(wire.AppendCall(nil, wire.CallMsg{ID: laneProbe.ID(), Args: args})); err != nil {
 		t.Fatal(err)
-	}
-	if all := <-got; !bytes.Equal(all, want.Bytes()) {
-		t.Fatalf("peer got %d bytes, want %d in order", len(all), want.Len())
-	}
-	if _, err := bc.Write([]byte("late")); err == nil {
-		t.Fatal("write after Close succeeded")
-	}
-	if err := bc.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
 	}
 }
 
-func TestBatchConnReportsWriteErrors(t *testing.T) {
-	a, b := net.Pipe()
-	b.Close()
-	bc := newBatchConn(a)
-	defer bc.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := bc.Write([]byte("x")); err != nil {
-			return // the flusher's error reached the writer
+func laneReply(t *testing.T, c net.Conn) string {
+	t.Helper()
+	typ, p, err := wire.ReadFrame(c, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ == wire.Error {
+		m, err := wire.DecodeError(p)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("writes to a closed peer keep succeeding")
-		}
-		time.Sleep(time.Millisecond)
+		return m.Code.String() + ": " + m.Message
+	}
+	return typ.String() + ": " + string(p)
+}
+
+// A CANCEL that overtakes its CALL (they travel on different sockets)
+// cancels the call as it starts.
+func TestRunnerLaneCancelBeforeCallCancelsIt(t *testing.T) {
+	ln, c := serveTestLane(t)
+	ln.cancelCall(1)
+	laneCall(t, c, false)
+	if got := laneReply(t, c); !strings.HasPrefix(got, "canceled:") {
+		t.Fatalf("reply = %q; want the call canceled", got)
+	}
+	laneCall(t, c, false) // call 2 is not touched
+	if got := laneReply(t, c); got != `RESULT: "ran"` {
+		t.Fatalf("second call: %q", got)
+	}
+}
+
+// A CANCEL that comes late, after its call's reply, does not touch the
+// next call on the lane.
+func TestRunnerLaneLateCancelSparesTheNextCall(t *testing.T) {
+	ln, c := serveTestLane(t)
+	laneCall(t, c, false)
+	if got := laneReply(t, c); got != `RESULT: "ran"` {
+		t.Fatalf("first call: %q", got)
+	}
+	laneCall(t, c, true)
+	<-laneStarted
+	ln.cancelCall(1) // late: call 1 is over
+	laneRelease <- struct{}{}
+	if got := laneReply(t, c); got != `RESULT: "ran"` {
+		t.Fatalf("call 2 after call 1's late CANCEL: %q; want it to run uncancelled", got)
+	}
+	laneCall(t, c, true)
+	<-laneStarted
+	ln.cancelCall(3)
+	if got := laneReply(t, c); !strings.HasPrefix(got, "canceled:") {
+		t.Fatalf("call 3 cancelled while running: %q", got)
+	}
+}
+
+// A lane carries CALLs only; anything else gets a protocol error and the
+// lane is closed.
+func TestRunnerLaneRefusesOtherFrames(t *testing.T) {
+	_, c := serveTestLane(t)
+	if _, err := c.Write(wire.AppendFrame(nil, wire.Ready, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := laneReply(t, c); !strings.HasPrefix(got, "protocol:") {
+		t.Fatalf("reply to READY on a lane = %q", got)
+	}
+	if _, _, err := wire.ReadFrame(c, 64); !errors.Is(err, io.EOF) {
+		t.Fatalf("lane after a protocol error: %v; want it closed", err)
 	}
 }

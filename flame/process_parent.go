@@ -19,8 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
+	"github.com/goflame/goflame/flame/internal/link"
 	"github.com/goflame/goflame/flame/internal/wire"
 )
 
@@ -56,12 +55,10 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	env = append(env, b.Env...)
 	env = append(env, envParent+"="+info.encode())
 
-	fds, err := socketpair()
+	parentEnd, childEnd, err := link.Pair()
 	if err != nil {
-		return nil, fmt.Errorf("flame: runner %d: socketpair: %w", spec.ID, err)
+		return nil, fmt.Errorf("flame: runner %d: %w", spec.ID, err)
 	}
-	parentEnd := os.NewFile(uintptr(fds[0]), "flame-runner")
-	childEnd := os.NewFile(uintptr(fds[1]), "flame-parent")
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		parentEnd.Close()
@@ -86,8 +83,10 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	n := &processNode{
 		id:     spec.ID,
 		max:    info.MaxMsg,
-		exited: make(chan struct{}),
-		done:   make(chan struct{}),
+		exited:   make(chan struct{}),
+		ctrlDone: make(chan struct{}),
+		lanes:    make(map[*parentLane]struct{}),
+		done:     make(chan struct{}),
 	}
 	started := make(chan error, 1)
 	go n.spawn(cmd, started)
@@ -107,16 +106,10 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	go n.readOutput(outR, "stdout")
 	go n.readOutput(errR, "stderr")
 
-	conn, err := net.FileConn(parentEnd)
-	parentEnd.Close()
+	// The handshake is bounded by ctx (BootTimeout); the heartbeat's limit
+	// applies once the runner is READY and pings.
+	n.ctrl, err = link.FromFile(parentEnd, 0)
 	if err != nil {
-		n.abort()
-		return nil, fmt.Errorf("flame: runner %d: %w", spec.ID, err)
-	}
-	bc := newBatchConn(conn)
-	n.sess, err = yamux.Client(bc, yamuxConfig(ka, yamuxLog{n.log}))
-	if err != nil {
-		bc.Close()
 		n.abort()
 		return nil, fmt.Errorf("flame: runner %d: %w", spec.ID, err)
 	}
@@ -124,48 +117,66 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 		n.abort()
 		return nil, fmt.Errorf("flame: runner %d (pid %d): %w", spec.ID, n.pid, err)
 	}
+	n.ctrl.SetTimeout(keepAliveTimeout(ka))
 	n.log.Debug("runner process ready")
+	go n.readControl()
+	go heartbeat(n.ctrl, ka, n.ctrlDone)
 	go n.monitor()
 	return n, nil
 }
 
-// keepAliveTimeout is how long a side waits for the answer to a ping (and
-// for a frame to be taken for sending) before it gives the other up.
+// keepAliveTimeout is how long a side waits for the other's next frame
+// (it pings every keepalive period) or for room to write one before it
+// gives the other up.
 func keepAliveTimeout(ka time.Duration) time.Duration { return max(3*ka, time.Second) }
 
-func yamuxConfig(ka time.Duration, logger yamux.Logger) *yamux.Config {
-	cfg := yamux.DefaultConfig()
-	cfg.EnableKeepAlive = true
-	cfg.KeepAliveInterval = ka
-	cfg.ConnectionWriteTimeout = keepAliveTimeout(ka)
-	cfg.LogOutput = nil
-	cfg.Logger = logger
-	return cfg
+var pingFrame = wire.AppendFrame(nil, wire.Ping, nil)
+
+// heartbeat pings the other side every ka until stop is closed; a ping
+// that cannot be written ends the connection.
+func heartbeat(ctrl *link.Control, ka time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(ka)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if err := ctrl.Write(pingFrame); err != nil {
+				ctrl.Close()
+				return
+			}
+		}
+	}
 }
 
 // processNode is the parent's handle on one runner process.
 //
-// Ownership: id, max, pid, log, sess, ctrl and pipes are set during Boot and
+// Ownership: id, max, pid, log, ctrl and pipes are set during Boot and
 // read-only after. exitState is written by the spawn goroutine before it
 // closes exited; reason is written once (downOnce) before done is closed.
+// A lane is used by one call at a time; the lane set is guarded by laneMu.
 type processNode struct {
 	id   uint64
 	max  int
 	pid  int
 	log  *slog.Logger
-	sess *yamux.Session
-	ctrl *yamux.Stream // the runner's control stream (HELLO, READY, SHUTDOWN)
+	ctrl *link.Control // HELLO, READY, PING, LANE, CANCEL, SHUTDOWN
 
 	exited    chan struct{} // closed once the child has been reaped
 	exitState string        // how it exited, e.g. "exit status 1", "signal: killed"
+	ctrlDone  chan struct{} // closed when the control connection has ended
 
 	pipes   []*os.File     // read ends of the child's stdout and stderr
 	outputs sync.WaitGroup // the output readers
 	tailMu  sync.Mutex
 	tail    []string // the last stderr lines, for boot errors
 
-	idleMu sync.Mutex
-	idle   []*yamux.Stream // open streams with no call, for reuse; guarded by idleMu
+	laneMu      sync.Mutex
+	lanes       map[*parentLane]struct{} // every open lane
+	free        []*parentLane            // lanes with no call, for reuse
+	nextLane    uint32                   // the last lane id given out
+	lanesClosed bool                     // the node is down: no new lanes
 
 	stopping atomic.Bool // Shutdown was asked for
 	downOnce sync.Once
@@ -239,7 +250,7 @@ func (n *processNode) handshake(ctx context.Context, info parentInfo) error {
 		return err
 	case <-ctx.Done():
 		n.signal(syscall.SIGKILL)
-		n.sess.Close()
+		n.ctrl.Close()
 		<-res
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("no READY within the boot timeout (does main call flame.Main() first?)%s: %w", n.lastOutput(), ctx.Err())
@@ -249,11 +260,7 @@ func (n *processNode) handshake(ctx context.Context, info parentInfo) error {
 }
 
 func (n *processNode) handshakeSync(info parentInfo) error {
-	st, err := n.sess.AcceptStream()
-	if err != nil {
-		return n.bootLost(err)
-	}
-	t, p, err := wire.ReadFrame(st, helloMax)
+	t, p, _, err := n.ctrl.ReadFrame(helloMax)
 	if err != nil {
 		return n.bootLost(err)
 	}
@@ -267,13 +274,12 @@ func (n *processNode) handshakeSync(info parentInfo) error {
 	if err := checkHello(h, info); err != nil {
 		return err
 	}
-	t, p, err = wire.ReadFrame(st, helloMax)
+	t, p, _, err = n.ctrl.ReadFrame(helloMax)
 	if err != nil {
 		return n.bootLost(err)
 	}
 	switch t {
 	case wire.Ready:
-		n.ctrl = st
 		return nil
 	case wire.Error:
 		m, err := wire.DecodeError(p)
@@ -317,8 +323,8 @@ func (n *processNode) bootLost(err error) error {
 // goroutine of the node has returned when it returns.
 func (n *processNode) abort() {
 	n.signal(syscall.SIGKILL)
-	if n.sess != nil {
-		n.sess.Close()
+	if n.ctrl != nil {
+		n.ctrl.Close()
 	}
 	<-n.exited
 	n.releaseOutput()
@@ -362,12 +368,35 @@ func (n *processNode) signal(sig syscall.Signal) {
 	}
 }
 
+// readControl reads the runner's control frames (pings) until the
+// connection ends: EOF, an error, or no frame for the keepalive timeout.
+func (n *processNode) readControl() {
+	defer close(n.ctrlDone)
+	defer n.ctrl.Close()
+	for {
+		t, _, conn, err := n.ctrl.ReadFrame(helloMax)
+		if err != nil {
+			if !n.stopping.Load() {
+				n.log.Debug("runner control connection ended", "err", err)
+			}
+			return
+		}
+		if conn != nil {
+			conn.Close()
+		}
+		if t != wire.Ping {
+			n.log.Error("runner protocol error: unexpected frame on the control connection", "frame", t)
+			return
+		}
+	}
+}
+
 // monitor waits for the child to exit or its connection to break, then
 // marks the node down.
 func (n *processNode) monitor() {
 	select {
 	case <-n.exited:
-	case <-n.sess.CloseChan():
+	case <-n.ctrlDone:
 	}
 	n.down()
 }
@@ -387,7 +416,9 @@ func (n *processNode) down() {
 				<-n.exited
 			}
 		}
-		n.sess.Close()
+		n.ctrl.Close()
+		n.closeLanes()
+		<-n.ctrlDone
 		n.releaseOutput()
 		if n.stopping.Load() {
 			n.reason = fmt.Errorf("flame: runner %d (pid %d) shut down: %s", n.id, n.pid, n.exitState)
@@ -443,19 +474,29 @@ func (n *processNode) Invoke(ctx context.Context, id string, args []byte) ([]byt
 	return n.call(ctx, wire.KindCall, id, args)
 }
 
-var cancelFrame = wire.AppendFrame(nil, wire.Cancel, nil)
+// maxIdleLanes bounds the lanes a node keeps open for reuse (each is a
+// socket pair: a descriptor here and one in the runner); lanes beyond it
+// are closed when their call ends.
+const maxIdleLanes = 256
 
-// maxIdleStreams bounds the streams a node keeps open for reuse; 0 gives
-// every call a fresh stream (measured: about 40% fewer calls/s).
-const maxIdleStreams = 1024
+// parentLane is the parent's end of one lane.
+type parentLane struct {
+	id    uint32
+	conn  net.Conn
+	r     *bufio.Reader
+	calls uint64 // calls sent on it so far: the number CANCEL names
+	buf   []byte // the last CALL frame's buffer, for reuse
+}
 
-// call runs one function on the runner over a stream of its own: CALL,
-// then CANCEL if ctx ends, until the runner's RESULT or ERROR.
-//
-// A stream serves one call at a time. Once a call has had its reply and
-// no CANCEL was sent on it, its stream goes back to the node for a later
-// call, which saves opening and closing a stream per call (four control
-// frames and an accept on the runner); any other stream is closed.
+// maxKeptCallBuffer is the largest CALL buffer a lane keeps for reuse.
+const maxKeptCallBuffer = 64 << 10
+
+// call runs one function on the runner over a lane of its own: CALL, then
+// CANCEL (on the control connection) if ctx ends, until the runner's
+// RESULT or ERROR. The goroutine that waits for the reply reads it from
+// the lane itself, so a call wakes no other goroutine in this process.
+// Once a call has had its reply its lane serves a later call; a lane that
+// broke or carried something unexpected is closed.
 func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -468,31 +509,35 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 		return nil, &FuncError{Func: id, Code: wire.CodeTooLarge.String(),
 			Message: fmt.Sprintf("flame: %s: arguments of %d bytes exceed the message size limit of %d bytes", id, len(args), n.max)}
 	}
-	st, err := n.stream()
+	ln, err := n.lane()
 	if err != nil {
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			return nil, fmt.Errorf("flame: runner %d: cannot open a lane: %w", n.id, err)
+		}
 		return nil, n.lost(err)
 	}
-	reusable := false
-	defer func() {
-		if reusable {
-			n.putStream(st)
-		} else {
-			st.Close()
-		}
-	}()
-	if _, err := st.Write(wire.AppendCall(make([]byte, 0, wire.HeaderLen+wire.CallPayloadLen(m)), m)); err != nil {
+	ln.calls++
+	seq := ln.calls
+	ln.buf = wire.AppendCall(ln.buf[:0], m)
+	_, err = ln.conn.Write(ln.buf)
+	if cap(ln.buf) > maxKeptCallBuffer {
+		ln.buf = nil
+	}
+	if err != nil {
+		n.dropLane(ln)
 		return nil, n.lost(err)
 	}
 	stop := context.AfterFunc(ctx, func() {
 		// A deadline is the runner's to enforce (it got the time left), so
 		// that the handler sees DeadlineExceeded rather than Canceled.
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			_, _ = st.Write(cancelFrame)
+			_ = n.ctrl.Write(wire.AppendCancel(nil, ln.id, seq))
 		}
 	})
-	t, p, err := wire.ReadFrame(st, n.max)
-	notCanceled := stop()
+	t, p, err := wire.ReadFrame(ln.r, n.max)
+	stop()
 	if err != nil {
+		n.dropLane(ln)
 		if errors.Is(err, wire.ErrTooLarge) {
 			return nil, &FuncError{Func: id, Code: wire.CodeTooLarge.String(),
 				Message: fmt.Sprintf("flame: %s: runner %d sent a reply above the message size limit: %v", id, n.id, err)}
@@ -501,65 +546,114 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 	}
 	switch t {
 	case wire.Result:
-		reusable = notCanceled
+		n.putLane(ln)
 		return p, nil
 	case wire.Error:
 		em, err := wire.DecodeError(p)
 		if err != nil {
+			n.dropLane(ln)
 			return nil, fmt.Errorf("flame: %s: runner %d: %w", id, n.id, err)
 		}
-		reusable = notCanceled && em.Code != wire.CodeProtocol
+		if em.Code == wire.CodeProtocol {
+			n.dropLane(ln)
+		} else {
+			n.putLane(ln)
+		}
 		if em.Code == wire.CodePanic {
 			return nil, &PanicError{Value: em.Message, Stack: em.Stack}
 		}
 		return nil, &FuncError{Func: id, Code: em.Code.String(), Message: em.Message}
 	default:
+		n.dropLane(ln)
 		return nil, fmt.Errorf("flame: %s: runner %d: protocol error: unexpected %s", id, n.id, t)
 	}
 }
 
-// stream returns an idle stream, or opens one.
-func (n *processNode) stream() (*yamux.Stream, error) {
-	n.idleMu.Lock()
-	if k := len(n.idle); k > 0 {
-		st := n.idle[k-1]
-		n.idle = n.idle[:k-1]
-		n.idleMu.Unlock()
-		return st, nil
+// errNodeDown: the node is down, its lanes closed.
+var errNodeDown = errors.New("runner connection closed")
+
+// lane returns an idle lane, or opens one.
+func (n *processNode) lane() (*parentLane, error) {
+	n.laneMu.Lock()
+	if n.lanesClosed {
+		n.laneMu.Unlock()
+		return nil, errNodeDown
 	}
-	n.idleMu.Unlock()
-	return n.sess.OpenStream()
+	if k := len(n.free); k > 0 {
+		ln := n.free[k-1]
+		n.free = n.free[:k-1]
+		n.laneMu.Unlock()
+		return ln, nil
+	}
+	if n.nextLane == 1<<32-1 {
+		n.laneMu.Unlock()
+		return nil, errors.New("out of lane ids")
+	}
+	n.nextLane++
+	id := n.nextLane
+	n.laneMu.Unlock()
+	conn, err := n.ctrl.OpenLane(id)
+	if err != nil {
+		return nil, err
+	}
+	ln := &parentLane{id: id, conn: conn, r: bufio.NewReader(conn)}
+	n.laneMu.Lock()
+	if n.lanesClosed {
+		n.laneMu.Unlock()
+		conn.Close()
+		return nil, errNodeDown
+	}
+	n.lanes[ln] = struct{}{}
+	n.laneMu.Unlock()
+	return ln, nil
 }
 
-// putStream keeps a stream whose call is complete for the next call.
-func (n *processNode) putStream(st *yamux.Stream) {
-	n.idleMu.Lock()
-	if len(n.idle) < maxIdleStreams {
-		n.idle = append(n.idle, st)
-		st = nil
+// putLane keeps a lane whose call is complete for a later call.
+func (n *processNode) putLane(ln *parentLane) {
+	n.laneMu.Lock()
+	if !n.lanesClosed && len(n.free) < maxIdleLanes {
+		n.free = append(n.free, ln)
+		n.laneMu.Unlock()
+		return
 	}
-	n.idleMu.Unlock()
-	if st != nil {
-		st.Close()
+	n.laneMu.Unlock()
+	n.dropLane(ln)
+}
+
+// dropLane closes a lane (the runner's end sees EOF and stops serving it).
+func (n *processNode) dropLane(ln *parentLane) {
+	n.laneMu.Lock()
+	delete(n.lanes, ln)
+	n.laneMu.Unlock()
+	ln.conn.Close()
+}
+
+// closeLanes closes every lane: a call waiting on one fails at once.
+func (n *processNode) closeLanes() {
+	n.laneMu.Lock()
+	n.lanesClosed = true
+	lanes := n.lanes
+	n.lanes, n.free = nil, nil
+	n.laneMu.Unlock()
+	for ln := range lanes {
+		ln.conn.Close()
 	}
 }
 
-// lost turns a stream failure into the call's error: when the connection
-// is gone, the runner is down (the error matches ErrRunnerDown and says
-// why, once known).
+// lost turns a lane failure into the call's error. A runner never closes
+// a lane it was not asked to (except after replying to a malformed
+// frame), so a lane that breaks means the runner is going down: the error
+// matches ErrRunnerDown and, once the node is down, says why.
 func (n *processNode) lost(err error) error {
-	if n.sess.IsClosed() {
-		select {
-		case <-n.done:
-			if errors.Is(n.reason, ErrRunnerDown) {
-				return n.reason
-			}
-			return &wrapError{kind: ErrRunnerDown, err: n.reason}
-		case <-time.After(2 * lostGrace):
+	select {
+	case <-n.done:
+		if errors.Is(n.reason, ErrRunnerDown) {
+			return n.reason
 		}
-		return &runnerLostError{id: n.id, pid: n.pid, state: "connection lost: " + err.Error()}
+		return &wrapError{kind: ErrRunnerDown, err: n.reason}
+	case <-time.After(2 * lostGrace):
 	}
-	return fmt.Errorf("flame: runner %d: call stream failed: %w", n.id, err)
+	return &runnerLostError{id: n.id, pid: n.pid, state: "connection lost: " + err.Error()}
 }
 
 // Shutdown implements Node: SHUTDOWN, then the runner finishes its calls
@@ -567,7 +661,7 @@ func (n *processNode) lost(err error) error {
 // child is always reaped before Shutdown returns.
 func (n *processNode) Shutdown(ctx context.Context) error {
 	n.stopping.Store(true)
-	if _, err := n.ctrl.Write(wire.AppendFrame(nil, wire.Shutdown, nil)); err != nil {
+	if err := n.ctrl.Write(wire.AppendFrame(nil, wire.Shutdown, nil)); err != nil {
 		n.signal(syscall.SIGTERM)
 	}
 	select {
@@ -584,12 +678,3 @@ func (n *processNode) Shutdown(ctx context.Context) error {
 	<-n.done
 	return fmt.Errorf("flame: runner %d (pid %d) did not finish within the shutdown timeout; terminated (%s)", n.id, n.pid, n.exitState)
 }
-
-// yamuxLog sends the multiplexer's own messages to the debug log.
-type yamuxLog struct{ l *slog.Logger }
-
-func (y yamuxLog) Print(v ...any) { y.l.Debug(strings.TrimSpace(fmt.Sprint(v...))) }
-func (y yamuxLog) Printf(format string, v ...any) {
-	y.l.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)))
-}
-func (y yamuxLog) Println(v ...any) { y.l.Debug(strings.TrimSpace(fmt.Sprintln(v...))) }

@@ -3,10 +3,11 @@
 package flame
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -15,8 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
+	"github.com/goflame/goflame/flame/internal/link"
 	"github.com/goflame/goflame/flame/internal/wire"
 )
 
@@ -32,19 +32,23 @@ const (
 var errParentLost = errors.New("flame: runner lost its parent")
 
 // runnerProc is the runner side of one process: it serves the calls its
-// parent opens, one stream each.
+// parent sends, one lane at a time each.
 //
-// Ownership: info and sess are set before serving and read-only after;
-// inflight and idle are guarded by mu; every handler's ctx derives from ctx.
+// Ownership: info and ctrl are set before serving and read-only after;
+// inflight and idle are guarded by mu, lanes by lanesMu; every call's ctx
+// derives from ctx.
 type runnerProc struct {
 	info   parentInfo
-	sess   *yamux.Session
+	ctrl   *link.Control
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
 	mu       sync.Mutex
 	inflight int
 	idle     chan struct{} // closed when inflight drops to 0; nil if nobody waits
+
+	lanesMu sync.Mutex
+	lanes   map[uint32]*runnerLane
 }
 
 // serveRunner runs this process as a runner and returns its exit code.
@@ -59,22 +63,15 @@ func serveRunner(env string) int {
 		fmt.Fprintln(os.Stderr, "flame: runner: no connection to the parent on fd 3")
 		return exitSetup
 	}
-	conn, err := net.FileConn(f)
-	f.Close()
+	ctrl, err := link.FromFile(f, 0)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "flame: runner: connection to the parent on fd 3: %v\n", err)
 		return exitSetup
 	}
-	ka := time.Duration(info.KeepAliveMS) * time.Millisecond
-	sess, err := yamux.Server(newBatchConn(conn), yamuxConfig(ka, log.New(os.Stderr, "", 0)))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "flame: runner: %v\n", err)
-		return exitSetup
-	}
-	r := &runnerProc{info: info, sess: sess}
+	r := &runnerProc{info: info, ctrl: ctrl, lanes: make(map[uint32]*runnerLane)}
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	code := r.serve()
-	sess.Close()
+	ctrl.Close()
 	return code
 }
 
@@ -82,41 +79,37 @@ func (r *runnerProc) serve() int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 
-	ctrl, err := r.sess.OpenStream()
-	if err != nil {
-		return exitLost
-	}
 	hello := wire.HelloMsg{Proto: wire.ProtocolVersion, Build: buildID(), Registry: registryHash(), PID: os.Getpid()}
-	if _, err := ctrl.Write(wire.AppendHello(nil, hello)); err != nil {
+	if err := r.ctrl.Write(wire.AppendHello(nil, hello)); err != nil {
 		return exitLost
 	}
 	if err := checkHello(hello, r.info); err != nil {
-		_, _ = ctrl.Write(wire.AppendError(nil, wire.ErrorMsg{Code: wire.CodeVersionSkew, Message: err.Error()}))
-		select { // let the parent read it; it kills us
-		case <-r.sess.CloseChan():
+		_ = r.ctrl.Write(wire.AppendError(nil, wire.ErrorMsg{Code: wire.CodeVersionSkew, Message: err.Error()}))
+		gone := make(chan struct{})
+		go func() { // let the parent read it; it kills us
+			for {
+				if _, _, _, err := r.ctrl.ReadFrame(helloMax); err != nil {
+					close(gone)
+					return
+				}
+			}
+		}()
+		select {
+		case <-gone:
 		case <-time.After(5 * time.Second):
 		}
 		return exitSetup
 	}
-	go r.accept()
-	if _, err := ctrl.Write(wire.AppendFrame(nil, wire.Ready, nil)); err != nil {
+	ka := time.Duration(r.info.KeepAliveMS) * time.Millisecond
+	r.ctrl.SetTimeout(keepAliveTimeout(ka))
+	lost := make(chan struct{})
+	shutdown := make(chan struct{})
+	go heartbeat(r.ctrl, ka, lost)
+	if err := r.ctrl.Write(wire.AppendFrame(nil, wire.Ready, nil)); err != nil {
 		return exitLost
 	}
-	shutdown := make(chan struct{})
-	go func() {
-		for {
-			t, _, err := wire.ReadFrame(ctrl, helloMax)
-			if err != nil {
-				return // the session is going: CloseChan says so
-			}
-			if t == wire.Shutdown {
-				close(shutdown)
-				return
-			}
-		}
-	}()
+	go r.readControl(shutdown, lost)
 
-	lost := r.sess.CloseChan()
 	select {
 	case <-shutdown:
 		select {
@@ -131,6 +124,56 @@ func (r *runnerProc) serve() int {
 		return r.stop(context.Canceled, exitOK)
 	}
 	return r.stop(errParentLost, exitLost)
+}
+
+// readControl reads the parent's control frames until the connection
+// ends (EOF, an error, or no frame for the keepalive timeout), then
+// closes lost.
+func (r *runnerProc) readControl(shutdown, lost chan struct{}) {
+	defer close(lost)
+	defer r.ctrl.Close()
+	for {
+		t, p, conn, err := r.ctrl.ReadFrame(helloMax)
+		if err != nil {
+			return
+		}
+		switch t {
+		case wire.Ping:
+		case wire.Lane:
+			id, err := wire.DecodeLane(p)
+			if err != nil {
+				conn.Close()
+				fmt.Fprintf(os.Stderr, "flame: runner %d: %v\n", r.info.Runner, err)
+				return
+			}
+			ln := &runnerLane{r: r, id: id, conn: conn}
+			r.lanesMu.Lock()
+			r.lanes[id] = ln
+			r.lanesMu.Unlock()
+			go ln.serve()
+		case wire.Cancel:
+			lane, call, err := wire.DecodeCancel(p)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "flame: runner %d: %v\n", r.info.Runner, err)
+				return
+			}
+			r.lanesMu.Lock()
+			ln := r.lanes[lane]
+			r.lanesMu.Unlock()
+			if ln != nil {
+				ln.cancelCall(call)
+			}
+		case wire.Shutdown:
+			select {
+			case <-shutdown:
+			default:
+				close(shutdown)
+			}
+		default:
+			fmt.Fprintf(os.Stderr, "flame: runner %d: protocol error: %s frame on the control connection\n", r.info.Runner, t)
+			return
+		}
+	}
 }
 
 // stop cancels every call and gives the handlers a moment to return.
@@ -171,102 +214,70 @@ func (r *runnerProc) end() {
 	r.mu.Unlock()
 }
 
-// accept serves every stream the parent opens, each on its own goroutine.
-func (r *runnerProc) accept() {
-	for {
-		st, err := r.sess.AcceptStream()
-		if err != nil {
-			return
-		}
-		go r.serveStream(st)
-	}
-}
-
-// serveStream serves the calls that come on one stream, one at a time.
+// runnerLane is the runner's end of one lane: one goroutine reads a CALL,
+// runs it, writes the reply, and reads the next. A CANCEL for the lane
+// comes on the control connection and names the call by its number on the
+// lane, so a late CANCEL cannot touch a later call, and an early one (it
+// overtook its CALL) cancels the call as it starts.
 //
-// Some goroutine always reads the stream, so that a CANCEL reaches a
-// running call. The goroutine that reads a CALL runs it itself, at once,
-// and hands the reading to a spare goroutine (parked after an earlier
-// call, else a new one); after its reply it parks as the spare. A stream
-// thus keeps two goroutines (three at most) whose stacks have grown, and a
-// call starts without a goroutine handoff.
-//
-// The parent sends the next CALL only after the reply; a CANCEL that finds
-// no call running is late and ignored. The stream ends when the parent
-// closes it or the session ends, which cancels a call still running.
-func (r *runnerProc) serveStream(st *yamux.Stream) {
-	s := &streamServer{r: r, st: st, wake: make(chan struct{})}
-	s.read()
-}
-
-// streamServer is one stream on the runner.
-//
-// Ownership: one goroutine at a time reads st (the reader); it alone sends
-// on wake and closes it. cur is guarded by mu.
-type streamServer struct {
+// Ownership: conn is the lane goroutine's; calls, cancel and canceled are
+// guarded by mu.
+type runnerLane struct {
 	r    *runnerProc
-	st   *yamux.Stream
-	wake chan struct{} // a parked spare receives here to become the reader; closed at the end
-	mu   sync.Mutex
-	cur  context.CancelFunc // the running call's; nil when none runs
+	id   uint32
+	conn net.Conn
+
+	mu       sync.Mutex
+	calls    uint64             // CALL frames read so far: the running call's number
+	cancel   context.CancelFunc // the running call's; nil when none runs
+	canceled uint64             // the highest call number a CANCEL named
 }
 
-// read is the reader's loop; it returns when this goroutine is done with
-// the stream.
-func (s *streamServer) read() {
-	r := s.r
+// serve runs the lane until the parent closes it (or the process ends).
+func (ln *runnerLane) serve() {
+	r := ln.r
+	defer func() {
+		ln.conn.Close()
+		r.lanesMu.Lock()
+		if r.lanes[ln.id] == ln {
+			delete(r.lanes, ln.id)
+		}
+		r.lanesMu.Unlock()
+	}()
+	br := bufio.NewReader(ln.conn)
 	for {
-		t, p, err := wire.ReadFrame(s.st, r.info.MaxMsg)
+		t, p, err := wire.ReadFrame(br, r.info.MaxMsg)
 		if err != nil {
 			if errors.Is(err, wire.ErrTooLarge) {
-				r.reply(s.st, wire.ErrorMsg{Code: wire.CodeTooLarge, Message: fmt.Sprintf("flame: runner %d: %v", r.info.Runner, err)})
+				// The lane's framing is lost: say why, then close it.
+				r.reply(ln.conn, wire.ErrorMsg{Code: wire.CodeTooLarge, Message: fmt.Sprintf("flame: runner %d: %v", r.info.Runner, err)})
 			}
-			s.end()
 			return
 		}
-		switch t {
-		case wire.Cancel:
-			s.mu.Lock()
-			if s.cur != nil {
-				s.cur()
-			}
-			s.mu.Unlock()
-			continue
-		case wire.Call:
-		default:
-			r.reply(s.st, wire.ErrorMsg{Code: wire.CodeProtocol, Message: fmt.Sprintf("flame: runner %d: protocol error: %s frame instead of CALL", r.info.Runner, t)})
-			s.end()
+		if t != wire.Call {
+			r.reply(ln.conn, wire.ErrorMsg{Code: wire.CodeProtocol, Message: fmt.Sprintf("flame: runner %d: protocol error: %s frame instead of CALL", r.info.Runner, t)})
 			return
 		}
+		ln.mu.Lock()
+		ln.calls++
+		ln.mu.Unlock()
 		m, err := wire.DecodeCall(p)
-		s.mu.Lock()
-		busy := s.cur != nil
-		s.mu.Unlock()
-		switch {
-		case busy:
-			err = errors.New("protocol error: CALL while a call runs on the stream")
-		case err != nil:
-		default:
-			if reg := lookupFunc(m.ID); reg == nil {
-				r.reply(s.st, wire.ErrorMsg{Code: wire.CodeNotRegistered, Message: fmt.Sprintf("flame: function %q is not registered on runner %d", m.ID, r.info.Runner)})
-				continue
-			} else {
-				s.call(reg, m)
-				if _, ok := <-s.wake; !ok {
-					return // the stream has ended
-				}
-				continue // this goroutine reads again
-			}
+		if err != nil {
+			r.reply(ln.conn, wire.ErrorMsg{Code: wire.CodeProtocol, Message: fmt.Sprintf("flame: runner %d: %v", r.info.Runner, err)})
+			return
 		}
-		r.reply(s.st, wire.ErrorMsg{Code: wire.CodeProtocol, Message: fmt.Sprintf("flame: runner %d: %v", r.info.Runner, err)})
-		s.end()
-		return
+		reg := lookupFunc(m.ID)
+		if reg == nil {
+			r.reply(ln.conn, wire.ErrorMsg{Code: wire.CodeNotRegistered, Message: fmt.Sprintf("flame: function %q is not registered on runner %d", m.ID, r.info.Runner)})
+			continue
+		}
+		ln.run(reg, m)
 	}
 }
 
-// call hands the reading over and runs one call on this goroutine.
-func (s *streamServer) call(reg *registered, m wire.CallMsg) {
-	r := s.r
+// run runs one call and writes its reply.
+func (ln *runnerLane) run(reg *registered, m wire.CallMsg) {
+	r := ln.r
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if m.Timeout > 0 {
@@ -274,48 +285,47 @@ func (s *streamServer) call(reg *registered, m wire.CallMsg) {
 	} else {
 		ctx, cancel = context.WithCancel(r.ctx)
 	}
+	defer cancel()
 	ctx = context.WithValue(ctx, runnerIDKey{}, r.info.Runner)
-	s.mu.Lock()
-	s.cur = cancel
-	s.mu.Unlock()
-	r.begin()
-	defer r.end()
-	select {
-	case s.wake <- struct{}{}: // a spare takes over the reading
-	default:
-		go s.read()
+	ln.mu.Lock()
+	if ln.canceled >= ln.calls {
+		cancel() // its CANCEL came first
 	}
+	ln.cancel = cancel
+	ln.mu.Unlock()
+	r.begin()
+	defer r.end() // after the reply: a draining runner exits once idle
 
 	res, em := runHandler(ctx, reg, m.Args)
-	s.mu.Lock()
-	s.cur = nil // before the reply: the parent's next CALL may follow it at once
-	s.mu.Unlock()
-	cancel()
+	ln.mu.Lock()
+	ln.cancel = nil
+	ln.mu.Unlock()
 	if em == nil && len(res) > r.info.MaxMsg {
 		em = &wire.ErrorMsg{Code: wire.CodeTooLarge, Message: fmt.Sprintf(
 			"flame: %s: result of %d bytes exceeds the message size limit of %d bytes", reg.id, len(res), r.info.MaxMsg)}
 	}
 	if em != nil {
-		r.reply(s.st, *em)
+		r.reply(ln.conn, *em)
 		return
 	}
-	_, _ = s.st.Write(wire.AppendFrame(make([]byte, 0, wire.HeaderLen+len(res)), wire.Result, res))
+	_, _ = ln.conn.Write(wire.AppendFrame(make([]byte, 0, wire.HeaderLen+len(res)), wire.Result, res))
 }
 
-// end finishes the stream: the running call (if any) is cancelled, the
-// spares exit, the stream is closed. Called by the last reader.
-func (s *streamServer) end() {
-	s.mu.Lock()
-	if s.cur != nil {
-		s.cur()
+// cancelCall cancels call number call on this lane: at once if it runs,
+// or as it starts if its CALL is still on the way.
+func (ln *runnerLane) cancelCall(call uint64) {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	if call > ln.canceled {
+		ln.canceled = call
 	}
-	s.mu.Unlock()
-	close(s.wake)
-	s.st.Close()
+	if call == ln.calls && ln.cancel != nil {
+		ln.cancel()
+	}
 }
 
-func (r *runnerProc) reply(st *yamux.Stream, em wire.ErrorMsg) {
-	_, _ = st.Write(wire.AppendError(nil, em))
+func (r *runnerProc) reply(w io.Writer, em wire.ErrorMsg) {
+	_, _ = w.Write(wire.AppendError(nil, em))
 }
 
 // runHandler runs a registered function, turning its error or panic into
