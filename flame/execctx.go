@@ -32,12 +32,13 @@ type execCtx struct {
 // execLazy is the part of an execCtx that exists only once it is armed,
 // cancelled, or found expired.
 type execLazy struct {
-	mu    sync.Mutex
-	done  chan struct{} // nil until Done is asked for
-	err   error
-	cause error // why: ErrTimeout, the runner's cause, or nil (caller, Stop, finish)
-	stops []func() bool
-	after []*afterFunc // AfterFunc callbacks not yet run or stopped
+	mu     sync.Mutex
+	done   chan struct{} // nil until Done is asked for
+	err    error
+	cause  error // why: ErrTimeout, the runner's cause, or nil (caller, Stop, finish)
+	stops  []func() bool
+	after  []*afterFunc // AfterFunc callbacks not yet run or stopped
+	hooked bool         // the caller's and the runner's cancellation are hooked
 }
 
 // afterFunc is one AfterFunc registration.
@@ -54,7 +55,16 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
 	c := &execCtx{parent: parent, r: r, linked: linked}
 	if limit != Infinity { // callers pass a positive limit or Infinity
-		now := p.clock.Now()
+		// A remote call takes tens of microseconds, so an exact reading
+		// costs it nothing, while the coarse clock's refresher, ticking
+		// every millisecond as long as calls flow, slowed a small remote
+		// call's round trip by about half (each tick wakes a thread).
+		var now int64
+		if r.remote {
+			now = p.clock.Exact()
+		} else {
+			now = p.clock.Now()
+		}
 		c.deadline = now + int64(limit)
 		if c.deadline < now { // a huge finite limit: saturate rather than wrap
 			c.deadline = math.MaxInt64
@@ -102,33 +112,44 @@ func (c *execCtx) Done() <-chan struct{} {
 	if lz.done != nil {
 		return lz.done
 	}
-	if !c.phase.CompareAndSwap(phaseFresh, phaseArmed) {
-		// fn has returned: the context is over.
-		lz.done = closedChan
-		c.setErr(lz, context.Canceled, nil)
-		return lz.done
-	}
-	if lz.err != nil { // cancelled, or found expired by Err, before anyone asked
+	if !c.arm(lz) {
 		lz.done = closedChan
 		return lz.done
 	}
 	lz.done = make(chan struct{})
-	if err, cause := c.fired(); err != nil {
-		c.setErr(lz, err, cause) // closes lz.done
-		return lz.done
-	}
-	if c.linked && c.parent.Done() != nil {
-		parent := c.parent
-		lz.stops = append(lz.stops, context.AfterFunc(parent, func() { c.cancel(parent.Err(), nil) }))
-	}
 	if c.deadline != 0 {
 		wait := time.Duration(c.deadline - c.r.pool.clock.Exact())
 		t := time.AfterFunc(wait, func() { c.cancel(context.DeadlineExceeded, ErrTimeout) })
 		lz.stops = append(lz.stops, t.Stop)
 	}
-	rctx := c.r.ctx
-	lz.stops = append(lz.stops, context.AfterFunc(rctx, func() { c.cancel(context.Canceled, context.Cause(rctx)) }))
 	return lz.done
+}
+
+// arm marks the context as watched and hooks the caller's and the runner's
+// cancellation into it (once), unless it is already over: then it records
+// why and returns false. Requires lz.mu.
+func (c *execCtx) arm(lz *execLazy) bool {
+	if lz.err != nil { // cancelled, or found expired by Err, before anyone asked
+		return false
+	}
+	if !c.phase.CompareAndSwap(phaseFresh, phaseArmed) && c.phase.Load() == phaseFinished {
+		c.setErr(lz, context.Canceled, nil) // fn has returned: the context is over
+		return false
+	}
+	if err, cause := c.fired(); err != nil {
+		c.setErr(lz, err, cause)
+		return false
+	}
+	if !lz.hooked {
+		lz.hooked = true
+		if c.linked && c.parent.Done() != nil {
+			parent := c.parent
+			lz.stops = append(lz.stops, context.AfterFunc(parent, func() { c.cancel(parent.Err(), nil) }))
+		}
+		rctx := c.r.ctx
+		lz.stops = append(lz.stops, context.AfterFunc(rctx, func() { c.cancel(context.Canceled, context.Cause(rctx)) }))
+	}
+	return true
 }
 
 func (c *execCtx) Err() error {
@@ -196,7 +217,27 @@ func (c *execCtx) setErr(lz *execLazy, err, cause error) {
 // and the like on a fn's ctx register here instead of starting a goroutine
 // that waits for Done.
 func (c *execCtx) AfterFunc(f func()) (stop func() bool) {
-	c.Done() // arm every cancellation source
+	c.Done() // arm every cancellation source, the execution limit's timer included
+	return c.register(f)
+}
+
+// onCancel is AfterFunc for a caller that enforces the execution limit by
+// other means (a process runner gets the time left and enforces it
+// there): f runs once the context is cancelled, but no timer is armed for
+// the limit, so f may run late, or not at all, for the limit alone.
+// Arming a timer per call can wake an idle thread, which costs a small
+// remote call a good part of its round trip.
+func (c *execCtx) onCancel(f func()) (stop func() bool) {
+	lz := c.lazy()
+	lz.mu.Lock()
+	c.arm(lz)
+	lz.mu.Unlock()
+	return c.register(f)
+}
+
+// register adds f to the callbacks setErr runs, or runs it now if the
+// context is over.
+func (c *execCtx) register(f func()) (stop func() bool) {
 	lz := c.lazy()
 	lz.mu.Lock()
 	defer lz.mu.Unlock()

@@ -173,3 +173,32 @@ func TestDerivedCtxStartsNoGoroutine(t *testing.T) {
 		}
 	})
 }
+
+// onCancel (a process call's CANCEL hook) runs when the caller cancels,
+// but arms no timer for the execution limit: the runner enforces it.
+func TestOnCancelRunsOnCancelButArmsNoLimitTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Max: 1})
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		err := p.Call(ctx, func(fctx context.Context) error {
+			ec := fctx.(*execCtx)
+			ec.onCancel(func() { close(ran) })
+			if lz := ec.lz.Load(); lz == nil || lz.done != nil {
+				t.Error("onCancel armed Done (and with it the limit's timer)")
+			}
+			time.Sleep(time.Hour) // past the default limit: f does not run for it
+			select {
+			case <-ran:
+				t.Error("onCancel's f ran for the execution limit")
+			default:
+			}
+			cancel()
+			<-ran
+			return nil
+		}, WithTimeout(time.Minute))
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrTimeout) {
+			t.Fatal(err)
+		}
+	})
+}

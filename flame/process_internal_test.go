@@ -4,9 +4,9 @@ package flame
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
-	"errors"
 	"strings"
 	"testing"
 

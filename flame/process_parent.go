@@ -81,8 +81,8 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	cmd.SysProcAttr = sysProcAttr()
 
 	n := &processNode{
-		id:     spec.ID,
-		max:    info.MaxMsg,
+		id:       spec.ID,
+		max:      info.MaxMsg,
 		exited:   make(chan struct{}),
 		ctrlDone: make(chan struct{}),
 		lanes:    make(map[*parentLane]struct{}),
@@ -527,13 +527,19 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 		n.dropLane(ln)
 		return nil, n.lost(err)
 	}
-	stop := context.AfterFunc(ctx, func() {
+	sendCancel := func() {
 		// A deadline is the runner's to enforce (it got the time left), so
 		// that the handler sees DeadlineExceeded rather than Canceled.
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			_ = n.ctrl.Write(wire.AppendCancel(nil, ln.id, seq))
 		}
-	})
+	}
+	var stop func() bool
+	if ec, ok := ctx.(*execCtx); ok {
+		stop = ec.onCancel(sendCancel) // no timer for the limit: see above
+	} else {
+		stop = context.AfterFunc(ctx, sendCancel)
+	}
 	t, p, err := wire.ReadFrame(ln.r, n.max)
 	stop()
 	if err != nil {

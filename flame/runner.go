@@ -49,6 +49,7 @@ type runner struct {
 
 	id     uint64
 	node   Node
+	remote bool // node is an Invoker: its calls cross a process boundary
 	pool   *Pool
 	ctx    context.Context         // cancelled when the runner goes down: fn contexts follow it
 	cancel context.CancelCauseFunc // with ErrRunnerDown (crash) or ErrClosed (Close)
@@ -60,7 +61,8 @@ type runner struct {
 
 func newRunner(p *Pool, id uint64, node Node) *runner {
 	ctx, cancel := context.WithCancelCause(p.baseCtx)
-	return &runner{id: id, node: node, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
+	_, remote := node.(Invoker)
+	return &runner{id: id, node: node, remote: remote, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
 }
 
 // ID implements scaler.Runner.
