@@ -278,15 +278,10 @@ func (ln *runnerLane) serve() {
 // run runs one call and writes its reply.
 func (ln *runnerLane) run(reg *registered, m wire.CallMsg) {
 	r := ln.r
-	var ctx context.Context
-	var cancel context.CancelFunc
-	if m.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(r.ctx, m.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(r.ctx)
-	}
+	base, cancel := context.WithCancel(r.ctx)
 	defer cancel()
-	ctx = context.WithValue(ctx, runnerIDKey{}, r.info.Runner)
+	ctx := newCallCtx(base, r.info.Runner, m.Timeout)
+	defer ctx.end()
 	ln.mu.Lock()
 	if ln.canceled >= ln.calls {
 		cancel() // its CANCEL came first
