@@ -150,7 +150,7 @@ func serveTestLane(t *testing.T) (*runnerLane, net.Conn) {
 	case <-laneRelease:
 	default:
 	}
-	r := &runnerProc{info: parentInfo{Runner: 1, MaxMsg: 1 << 20}, lanes: make(map[uint32]*runnerLane)}
+	r := &runnerProc{info: parentInfo{Runner: 1, MaxMsg: 1 << 20}, lanes: make(map[uint64]*runnerLane)}
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	near, far := net.Pipe()
 	ln := &runnerLane{r: r, id: 1, conn: far}

@@ -175,7 +175,7 @@ type processNode struct {
 	laneMu      sync.Mutex
 	lanes       map[*parentLane]struct{} // every open lane
 	free        []*parentLane            // lanes with no call, for reuse
-	nextLane    uint32                   // the last lane id given out
+	nextLane    uint64                   // the last lane id given out (never reused: a late CANCEL names it)
 	lanesClosed bool                     // the node is down: no new lanes
 
 	stopping atomic.Bool // Shutdown was asked for
@@ -481,7 +481,7 @@ const maxIdleLanes = 256
 
 // parentLane is the parent's end of one lane.
 type parentLane struct {
-	id    uint32
+	id    uint64
 	conn  net.Conn
 	r     *bufio.Reader
 	calls uint64 // calls sent on it so far: the number CANCEL names
@@ -590,10 +590,6 @@ func (n *processNode) lane() (*parentLane, error) {
 		n.free = n.free[:k-1]
 		n.laneMu.Unlock()
 		return ln, nil
-	}
-	if n.nextLane == 1<<32-1 {
-		n.laneMu.Unlock()
-		return nil, errors.New("out of lane ids")
 	}
 	n.nextLane++
 	id := n.nextLane

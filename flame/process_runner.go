@@ -48,7 +48,7 @@ type runnerProc struct {
 	idle     chan struct{} // closed when inflight drops to 0; nil if nobody waits
 
 	lanesMu sync.Mutex
-	lanes   map[uint32]*runnerLane
+	lanes   map[uint64]*runnerLane
 }
 
 // serveRunner runs this process as a runner and returns its exit code.
@@ -68,7 +68,7 @@ func serveRunner(env string) int {
 		fmt.Fprintf(os.Stderr, "flame: runner: connection to the parent on fd 3: %v\n", err)
 		return exitSetup
 	}
-	r := &runnerProc{info: info, ctrl: ctrl, lanes: make(map[uint32]*runnerLane)}
+	r := &runnerProc{info: info, ctrl: ctrl, lanes: make(map[uint64]*runnerLane)}
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	code := r.serve()
 	ctrl.Close()
@@ -224,7 +224,7 @@ func (r *runnerProc) end() {
 // guarded by mu.
 type runnerLane struct {
 	r    *runnerProc
-	id   uint32
+	id   uint64
 	conn net.Conn
 
 	mu       sync.Mutex

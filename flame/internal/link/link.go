@@ -118,7 +118,7 @@ func (c *Control) setWriteDeadline() { _ = c.c.SetWriteDeadline(c.deadline()) }
 
 // OpenLane makes a new lane: a socket pair whose far end goes to the peer
 // beside a LANE frame naming it id. It returns the near end.
-func (c *Control) OpenLane(id uint32) (net.Conn, error) {
+func (c *Control) OpenLane(id uint64) (net.Conn, error) {
 	near, far, err := Pair()
 	if err != nil {
 		return nil, err

@@ -47,7 +47,7 @@ func TestFramesAndLanesArriveInOrder(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			c, err := a.OpenLane(uint32(i + 1))
+			c, err := a.OpenLane(uint64(i + 1))
 			if err != nil {
 				t.Error(err)
 				return
@@ -73,7 +73,7 @@ func TestFramesAndLanesArriveInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		id, derr := wire.DecodeLane(p)
-		if typ != wire.Lane || derr != nil || id != uint32(i+1) || conn == nil {
+		if typ != wire.Lane || derr != nil || id != uint64(i+1) || conn == nil {
 			t.Fatalf("frame after PING %d: %s lane %d (%v), socket %v", i, typ, id, derr, conn)
 		}
 		far = append(far, conn)

@@ -66,7 +66,7 @@ func FuzzDecodeError(f *testing.F) {
 // FuzzDecodeControl decodes hostile CANCEL and LANE payloads.
 func FuzzDecodeControl(f *testing.F) {
 	f.Add(AppendCancel(nil, 1, 1)[HeaderLen:])
-	f.Add(AppendCancel(nil, 1<<32-1, 1<<63)[HeaderLen:])
+	f.Add(AppendCancel(nil, 1<<64-1, 1<<63)[HeaderLen:])
 	f.Add(AppendLane(nil, 300)[HeaderLen:])
 	f.Add([]byte{0x80, 0x00})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x10, 1})

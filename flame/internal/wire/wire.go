@@ -228,38 +228,38 @@ func DecodeCall(p []byte) (CallMsg, error) {
 
 // AppendCancel appends a whole CANCEL frame for call number call (counted
 // from 1) on lane.
-func AppendCancel(dst []byte, lane uint32, call uint64) []byte {
-	dst = AppendHeader(dst, Cancel, uvarintLen(uint64(lane))+uvarintLen(call))
-	dst = binary.AppendUvarint(dst, uint64(lane))
+func AppendCancel(dst []byte, lane, call uint64) []byte {
+	dst = AppendHeader(dst, Cancel, uvarintLen(lane)+uvarintLen(call))
+	dst = binary.AppendUvarint(dst, lane)
 	return binary.AppendUvarint(dst, call)
 }
 
 // DecodeCancel decodes a CANCEL payload.
-func DecodeCancel(p []byte) (lane uint32, call uint64, err error) {
+func DecodeCancel(p []byte) (lane, call uint64, err error) {
 	l, k := uvarint(p)
-	if k <= 0 || l > 1<<32-1 {
+	if k <= 0 {
 		return 0, 0, fmt.Errorf("%w: CANCEL lane", ErrMalformed)
 	}
 	c, k2 := uvarint(p[k:])
 	if k2 <= 0 || k+k2 != len(p) {
 		return 0, 0, fmt.Errorf("%w: CANCEL call", ErrMalformed)
 	}
-	return uint32(l), c, nil
+	return l, c, nil
 }
 
 // AppendLane appends a whole LANE frame (the socket travels beside it).
-func AppendLane(dst []byte, lane uint32) []byte {
-	dst = AppendHeader(dst, Lane, uvarintLen(uint64(lane)))
-	return binary.AppendUvarint(dst, uint64(lane))
+func AppendLane(dst []byte, lane uint64) []byte {
+	dst = AppendHeader(dst, Lane, uvarintLen(lane))
+	return binary.AppendUvarint(dst, lane)
 }
 
 // DecodeLane decodes a LANE payload.
-func DecodeLane(p []byte) (uint32, error) {
+func DecodeLane(p []byte) (uint64, error) {
 	l, k := uvarint(p)
-	if k <= 0 || k != len(p) || l > 1<<32-1 {
+	if k <= 0 || k != len(p) {
 		return 0, fmt.Errorf("%w: LANE", ErrMalformed)
 	}
-	return uint32(l), nil
+	return l, nil
 }
 
 // Code classifies an ERROR.
