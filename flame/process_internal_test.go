@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/goflame/goflame/flame/internal/link"
 	"github.com/goflame/goflame/flame/internal/wire"
 )
 
@@ -238,5 +240,53 @@ func TestRunnerLaneRefusesOtherFrames(t *testing.T) {
 	}
 	if _, _, err := wire.ReadFrame(c, 64); !errors.Is(err, io.EOF) {
 		t.Fatalf("lane after a protocol error: %v; want it closed", err)
+	}
+}
+
+// A lane that ends means the runner is going down (ErrRunnerDown, once
+// the node says why); any other failure is the call's own error, at once.
+func TestLaneFailureIsRunnerDownOnlyWhenTheConnectionIsGone(t *testing.T) {
+	n := &processNode{id: 4, pid: 99, done: make(chan struct{})}
+	n.reason = &runnerLostError{id: 4, pid: 99, state: "signal: killed"}
+	close(n.done)
+	for _, err := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.EPIPE, syscall.ECONNRESET, net.ErrClosed, errNodeDown} {
+		if got := n.laneFailed("reading the reply", err); !errors.Is(got, ErrRunnerDown) || !strings.Contains(got.Error(), "signal: killed") {
+			t.Errorf("lane failure %v -> %v; want ErrRunnerDown saying why", err, got)
+		}
+	}
+	for _, err := range []error{syscall.EMFILE, wire.ErrMalformed, errors.New("odd")} {
+		got := n.laneFailed("reading the reply", err)
+		if errors.Is(got, ErrRunnerDown) || !errors.Is(got, err) || !strings.Contains(got.Error(), "runner 4: reading the reply") {
+			t.Errorf("lane failure %v -> %v; want the call's own error, not ErrRunnerDown", err, got)
+		}
+	}
+}
+
+// The handshake reads HELLO, then READY, letting heartbeats through.
+func TestHandshakeSkipsHeartbeatsBeforeReady(t *testing.T) {
+	a, b, err := link.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := link.FromFile(a, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := link.FromFile(b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer runner.Close()
+	info := parentInfo{Build: buildID(), Registry: registryHash()}
+	hello := wire.HelloMsg{Proto: wire.ProtocolVersion, Build: info.Build, Registry: info.Registry}
+	for _, f := range [][]byte{wire.AppendHello(nil, hello), wire.AppendFrame(nil, wire.Ping, nil), wire.AppendFrame(nil, wire.Ready, nil)} {
+		if err := runner.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := &processNode{id: 1, ctrl: parent, exited: make(chan struct{})}
+	if err := n.handshakeSync(info); err != nil {
+		t.Fatalf("handshake with a PING before READY: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -274,9 +275,13 @@ func (n *processNode) handshakeSync(info parentInfo) error {
 	if err := checkHello(h, info); err != nil {
 		return err
 	}
-	t, p, _, err = n.ctrl.ReadFrame(helloMax)
-	if err != nil {
-		return n.bootLost(err)
+	for { // a heartbeat may come first; the runner sends none before READY, but need not
+		if t, p, _, err = n.ctrl.ReadFrame(helloMax); err != nil {
+			return n.bootLost(err)
+		}
+		if t != wire.Ping {
+			break
+		}
 	}
 	switch t {
 	case wire.Ready:
@@ -511,10 +516,7 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 	}
 	ln, err := n.lane()
 	if err != nil {
-		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-			return nil, fmt.Errorf("flame: runner %d: cannot open a lane: %w", n.id, err)
-		}
-		return nil, n.lost(err)
+		return nil, n.laneFailed("cannot open a lane", err)
 	}
 	ln.calls++
 	seq := ln.calls
@@ -525,7 +527,7 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 	}
 	if err != nil {
 		n.dropLane(ln)
-		return nil, n.lost(err)
+		return nil, n.laneFailed("sending the call", err)
 	}
 	sendCancel := func() {
 		// A deadline is the runner's to enforce (it got the time left), so
@@ -548,7 +550,7 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 			return nil, &FuncError{Func: id, Code: wire.CodeTooLarge.String(),
 				Message: fmt.Sprintf("flame: %s: runner %d sent a reply above the message size limit: %v", id, n.id, err)}
 		}
-		return nil, n.lost(err)
+		return nil, n.laneFailed("reading the reply", err)
 	}
 	switch t {
 	case wire.Result:
@@ -560,7 +562,9 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 			n.dropLane(ln)
 			return nil, fmt.Errorf("flame: %s: runner %d: %w", id, n.id, err)
 		}
-		if em.Code == wire.CodeProtocol {
+		if em.Code == wire.CodeProtocol || em.Code == wire.CodeTooLarge {
+			// The runner closes a lane whose framing it could not
+			// follow (it does for an oversized CALL).
 			n.dropLane(ln)
 		} else {
 			n.putLane(ln)
@@ -642,10 +646,28 @@ func (n *processNode) closeLanes() {
 	}
 }
 
-// lost turns a lane failure into the call's error. A runner never closes
-// a lane it was not asked to (except after replying to a malformed
-// frame), so a lane that breaks means the runner is going down: the error
-// matches ErrRunnerDown and, once the node is down, says why.
+// laneFailed turns a lane failure into the call's error. A runner closes a
+// lane only after replying to a frame it could not follow, so a lane that
+// ends (EOF, reset, closed by the node going down) or a control connection
+// that cannot take a new lane means the runner is going down: see lost.
+// Anything else (out of descriptors, a malformed reply) is this call's
+// error alone.
+func (n *processNode) laneFailed(doing string, err error) error {
+	if connLost(err) {
+		return n.lost(err)
+	}
+	return fmt.Errorf("flame: runner %d: %s: %w", n.id, doing, err)
+}
+
+// connLost reports whether err says a connection is gone or stuck.
+func connLost(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, errNodeDown) || os.IsTimeout(err)
+}
+
+// lost is the error of a call whose runner is going down: it matches
+// ErrRunnerDown and, once the node is down, says why.
 func (n *processNode) lost(err error) error {
 	select {
 	case <-n.done:

@@ -104,10 +104,10 @@ func (r *runnerProc) serve() int {
 	r.ctrl.SetTimeout(keepAliveTimeout(ka))
 	lost := make(chan struct{})
 	shutdown := make(chan struct{})
-	go heartbeat(r.ctrl, ka, lost)
 	if err := r.ctrl.Write(wire.AppendFrame(nil, wire.Ready, nil)); err != nil {
 		return exitLost
 	}
+	go heartbeat(r.ctrl, ka, lost) // after READY: the handshake has no heartbeats
 	go r.readControl(shutdown, lost)
 
 	select {

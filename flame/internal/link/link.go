@@ -229,8 +229,7 @@ func (c *Control) keep(oob []byte) error {
 		if err != nil {
 			continue // not SCM_RIGHTS
 		}
-		for _, fd := range fds {
-			syscall.CloseOnExec(fd)
+		for _, fd := range fds { // close-on-exec already: ReadMsgUnix sees to it
 			if c.closed {
 				syscall.Close(fd)
 			} else {
