@@ -993,3 +993,63 @@ func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
 		t.Fatalf("in-flight call: %v; want ErrRunnerDown", err)
 	}
 }
+
+// Many concurrent calls on one runner, more than the lanes a node keeps
+// idle, with cancellations racing their CALLs (so CANCELs come early,
+// on time and late): every call gets its own answer or its own
+// cancellation, the lanes stay in step for later calls, and Close leaves
+// no descriptor open.
+func TestProcessManyConcurrentCallsWithCancels(t *testing.T) {
+	fds0 := openFDs(t)
+	p, _ := procPool(t, flame.Config{Max: 1, MaxConcurrency: 400}, flame.ProcessBackend{})
+	const callers, rounds = 400, 4
+	var wg sync.WaitGroup
+	errs := make(chan error, callers*rounds)
+	for c := range callers {
+		wg.Go(func() {
+			for r := range rounds {
+				if (c+r)%3 == 0 {
+					ctx, cancel := context.WithCancel(context.Background())
+					time.AfterFunc(time.Duration(c%7)*time.Millisecond, cancel)
+					_, err := blockFn.Call(ctx, p, blockIn{For: time.Minute})
+					cancel()
+					if !errors.Is(err, context.Canceled) {
+						errs <- fmt.Errorf("caller %d round %d: cancelled call returned %v", c, r, err)
+					}
+					continue
+				}
+				out, err := echoFn.Call(context.Background(), p, echoIn{Name: strconv.Itoa(c), Nums: []int{c, r}})
+				if err != nil || out.Greeting != "hello, "+strconv.Itoa(c) || out.Sum != c+r {
+					errs <- fmt.Errorf("caller %d round %d: %+v, %v", c, r, out, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i := range 50 { // the lanes are still in step
+		if out, err := echoFn.Call(context.Background(), p, echoIn{Nums: []int{i}}); err != nil || out.Sum != i {
+			t.Fatalf("call %d after the storm: %+v, %v", i, out, err)
+		}
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A little slack: the runtime may open its own poller descriptors on
+	// first use. A leaked lane would be hundreds.
+	if fds := openFDs(t); fds > fds0+4 {
+		t.Fatalf("%d descriptors open after Close, %d before the pool", fds, fds0)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
