@@ -173,6 +173,7 @@ func New(cfg Config, host Host, initial []Runner, nextID uint64) *Scaler {
 		s.armIdle(info)
 	}
 	s.publish()
+	s.publishCanGrow()
 	s.mu.Unlock()
 	return s
 }
@@ -234,8 +235,16 @@ func (s *Scaler) total() int { return len(s.runners) + len(s.pending) }
 func (s *Scaler) CanGrow() bool { return s.canGrow.Load() }
 
 // evaluate starts the boots that Min and demand call for. Requires s.mu.
+//
+// CanGrow is published before the queue is read: a caller queues, then
+// reads CanGrow, and wakes the scaler only if it is true. So a caller that
+// read false queued before this evaluation read the queue, and is counted
+// in it; one that queued later reads true and kicks. Publishing only after
+// reading the queue would leave a window in which a caller queued unseen
+// and, reading the stale false, went to sleep with no boot coming.
 func (s *Scaler) evaluate() {
-	defer func() { s.canGrow.Store(!s.stopped && s.total() < s.max) }()
+	s.publishCanGrow()
+	defer s.publishCanGrow() // the boots started here may have used the room up
 	if s.stopped {
 		return
 	}
@@ -256,6 +265,9 @@ func (s *Scaler) evaluate() {
 		s.startBoot(false)
 	}
 }
+
+// publishCanGrow stores whether a boot could start now. Requires s.mu.
+func (s *Scaler) publishCanGrow() { s.canGrow.Store(!s.stopped && s.total() < s.max) }
 
 // unmet reports demand that the runners and boots under way will not serve
 // and that Max leaves room for. Requires s.mu.
@@ -286,6 +298,7 @@ func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 	}
 	delete(s.pending, id)
 	pb.cancel()
+	s.publishCanGrow() // before unmet reads the queue (see evaluate)
 	if err != nil {
 		s.failures++
 		s.lastBootErr = err
@@ -345,6 +358,7 @@ func (s *Scaler) Removed(r Runner, reason error, replace bool) {
 func (s *Scaler) remove(info *runnerInfo, reason error) {
 	id := info.r.ID()
 	delete(s.runners, id)
+	s.publishCanGrow()
 	if info.timer != nil {
 		info.timer.Stop()
 	}
@@ -460,6 +474,7 @@ func (s *Scaler) Resize(min, max int) {
 	}
 	s.min, s.max = min, max
 	s.minDirty = true
+	s.publishCanGrow()
 	defer s.Kick()
 
 	draining := 0
@@ -526,6 +541,7 @@ func (s *Scaler) Resize(min, max int) {
 func (s *Scaler) cancelBoot(pb *pendingBoot, reason error) {
 	delete(s.pending, pb.id)
 	pb.cancel()
+	s.publishCanGrow()
 	ev := Event{ID: pb.id, Count: s.total()}
 	s.push(func() { s.host.GrowEnd(ev, reason) })
 }

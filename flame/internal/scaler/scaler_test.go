@@ -95,7 +95,8 @@ func (r *fakeRunner) state() State {
 
 // fakeHost records what the scaler asks of the pool, in order.
 type fakeHost struct {
-	waiting atomic.Int64
+	waiting   atomic.Int64
+	onWaiting func() // if set, called at every Waiting, before it answers
 	idleOK  atomic.Bool
 	idleN   atomic.Int64 // IdleCheck calls
 
@@ -116,7 +117,12 @@ func newFakeHost(waiting int) *fakeHost {
 
 func (h *fakeHost) add(s string) { h.log = append(h.log, s) }
 
-func (h *fakeHost) Waiting() int { return int(h.waiting.Load()) }
+func (h *fakeHost) Waiting() int {
+	if h.onWaiting != nil {
+		h.onWaiting()
+	}
+	return int(h.waiting.Load())
+}
 
 func (h *fakeHost) Boot(b Boot) {
 	h.mu.Lock()
@@ -882,5 +888,47 @@ func TestCanGrowOnlyWithRoomUnderMax(t *testing.T) {
 		s.Stop(errStopped)
 		synctest.Wait()
 		assert.False(t, s.CanGrow(), "a stopped scaler never grows")
+	})
+}
+
+// A caller queues, then reads CanGrow, and wakes the scaler only if it is
+// true. For no caller to sleep unseen beside room for a boot, every read
+// of the queue must come after CanGrow says there is room: a caller that
+// reads false then queued before the read, and is counted.
+func TestCanGrowIsTrueWheneverTheScalerReadsTheQueueWithRoomUnderMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(0)
+		var mu sync.Mutex
+		var seen []bool // CanGrow at each read of the queue
+		var s *Scaler
+		h.onWaiting = func() {
+			mu.Lock()
+			seen = append(seen, s.CanGrow())
+			mu.Unlock()
+		}
+		s = New(Config{Max: 1, MaxConcurrency: 1, IdleAfter: Infinity, MinIdleAfter: Infinity, RetryAfter: time.Second}, h, nil, 1)
+		assert.True(t, s.CanGrow(), "before the first evaluation: 0 of 1 runners, room for a boot")
+		s.Start(nil)
+		synctest.Wait()
+		h.waiting.Store(1)
+		s.Kick()
+		synctest.Wait()
+		require.Len(t, h.getBoots(), 1)
+		assert.False(t, s.CanGrow(), "a pending boot fills Max 1")
+
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		s.BootDone(1, nil, errBootFailed) // room again: the scaler re-reads the queue
+		synctest.Wait()
+		mu.Lock()
+		got := slices.Clone(seen)
+		mu.Unlock()
+		require.NotEmpty(t, got)
+		assert.NotContains(t, got, false, "the queue was read while CanGrow still said there was no room")
+		h.waiting.Store(0)
+		time.Sleep(2 * time.Second) // the retry fires and finds no demand
+		synctest.Wait()
+		stopAndWait(t, s)
 	})
 }
