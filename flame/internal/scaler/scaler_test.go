@@ -97,8 +97,8 @@ func (r *fakeRunner) state() State {
 type fakeHost struct {
 	waiting   atomic.Int64
 	onWaiting func() // if set, called at every Waiting, before it answers
-	idleOK  atomic.Bool
-	idleN   atomic.Int64 // IdleCheck calls
+	idleOK    atomic.Bool
+	idleN     atomic.Int64 // IdleCheck calls
 
 	mu        sync.Mutex
 	log       []string // "boot 3", "boot 3 min", "growend 3 c=2 ok", "growend 3 c=1 err: ...", "shutdown 3 <reason>", "shrink 3 c=1 <reason>"
