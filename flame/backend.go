@@ -17,8 +17,9 @@ type Backend interface {
 
 type poolLoggerKey struct{}
 
-// poolLogger is the booting pool's Config.Logger, which the pool puts in
-// Boot's ctx so that a backend of this package can log where the pool does.
+// poolLogger is the booting pool's logger (Config.Logger or slog.Default),
+// which the pool puts in Boot's ctx so that a backend of this package can
+// log where the pool does.
 func poolLogger(ctx context.Context) *slog.Logger {
 	l, _ := ctx.Value(poolLoggerKey{}).(*slog.Logger)
 	return l

@@ -514,12 +514,12 @@ func TestNegativeWithTimeoutFails(t *testing.T) {
 		ctx := context.Background()
 		ran := false
 		fn := func(context.Context) error { ran = true; return nil }
-		assert.Error(t, p.Call(ctx, fn, WithTimeout(-time.Second)))
+		assert.ErrorIs(t, p.Call(ctx, fn, WithTimeout(-time.Second)), ErrInvalidConfig)
 		_, err := Call(ctx, p, func(context.Context) (int, error) { ran = true; return 1, nil }, WithTimeout(-1))
-		assert.Error(t, err)
-		assert.Error(t, p.Cast(ctx, fn, WithTimeout(-time.Second)))
+		assert.ErrorIs(t, err, ErrInvalidConfig)
+		assert.ErrorIs(t, p.Cast(ctx, fn, WithTimeout(-time.Second)), ErrInvalidConfig)
 		c, err := p.PlaceChild(ctx, fn, WithTimeout(-time.Second))
-		assert.Error(t, err)
+		assert.ErrorIs(t, err, ErrInvalidConfig)
 		assert.Nil(t, c)
 		assert.False(t, ran, "fn ran despite an invalid option")
 		assert.Equal(t, 0, p.Stats().InUse)

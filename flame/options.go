@@ -2,30 +2,35 @@ package flame
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 )
 
-// CallOption changes one call. The zero value does nothing.
+// CallOption changes one call. The zero value does nothing. Options apply
+// in order: of several options of one kind, the last wins.
 type CallOption struct {
 	timeout    time.Duration
 	hasTimeout bool
-	unlinked   bool
+	link       bool
+	hasLink    bool
 }
 
 // WithTimeout bounds the call: the checkout wait gets a budget of d and the
-// execution gets a fresh d, as in FLAME. Zero keeps the default; Infinity
-// removes the limit; a negative d makes the call fail.
+// execution gets a fresh d, as in FLAME. Zero means the defaults (and undoes
+// an earlier WithTimeout); Infinity removes the limit; a negative d makes
+// the call fail with an error matching ErrInvalidConfig.
 func WithTimeout(d time.Duration) CallOption {
-	return CallOption{timeout: d, hasTimeout: d != 0}
+	return CallOption{timeout: d, hasTimeout: true}
 }
 
 // WithLink says whether the work follows the caller's ctx (the default,
 // true). Unlinked work keeps running, and keeps its slot, after the caller's
 // ctx is done.
-func WithLink(link bool) CallOption { return CallOption{unlinked: !link} }
+func WithLink(link bool) CallOption { return CallOption{link: link, hasLink: true} }
 
-var errNegativeTimeout = errors.New("flame: WithTimeout: negative duration")
+// errNegativeTimeout matches ErrInvalidConfig: a negative WithTimeout is bad
+// input, like a negative Config duration.
+var errNegativeTimeout = fmt.Errorf("%w: WithTimeout: negative duration", ErrInvalidConfig)
 
 // callOpts is the merged effect of a call's options.
 type callOpts struct {
@@ -39,13 +44,17 @@ func merge(opts []CallOption, wait, exec time.Duration) (callOpts, error) {
 	o := callOpts{wait: wait, exec: exec, link: true}
 	for _, op := range opts {
 		if op.hasTimeout {
-			if op.timeout < 0 {
+			switch {
+			case op.timeout < 0:
 				return o, errNegativeTimeout
+			case op.timeout == 0:
+				o.wait, o.exec = wait, exec
+			default:
+				o.wait, o.exec = op.timeout, op.timeout
 			}
-			o.wait, o.exec = op.timeout, op.timeout
 		}
-		if op.unlinked {
-			o.link = false
+		if op.hasLink {
+			o.link = op.link
 		}
 	}
 	return o, nil

@@ -31,7 +31,6 @@ type Pool struct {
 	cfg       Config
 	mc        int
 	singleUse bool
-	log       *slog.Logger
 
 	// set is the runners not yet removed, sorted by ID: the checkout scan.
 	// Written by the scaler (under its lock) whenever runners come or go.
@@ -93,7 +92,6 @@ func NewPool(cfg Config) (*Pool, error) {
 		cfg:       cfg,
 		mc:        cfg.MaxConcurrency,
 		singleUse: cfg.SingleUse,
-		log:       cfg.Logger,
 		byID:      xsync.NewMapOf[uint64, *runner](),
 		drained:   make(chan struct{}),
 	}
@@ -448,9 +446,7 @@ func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool
 	}
 	bctx, cancel := withLimit(ctx, p.cfg.BootTimeout)
 	defer cancel()
-	if p.log != nil {
-		bctx = context.WithValue(bctx, poolLoggerKey{}, p.log)
-	}
+	bctx = context.WithValue(bctx, poolLoggerKey{}, p.logger())
 	type result struct {
 		node Node
 		err  error
@@ -547,16 +543,21 @@ func (p *Pool) callHook(f func()) (panicked any, stack []byte) {
 	return nil, nil
 }
 
-func (p *Pool) logError(msg string, args ...any) {
-	if p.log != nil {
-		p.log.Error(msg, append([]any{"pool", p.cfg.Name}, args...)...)
+// logger is Config.Logger, or slog.Default() (as it is at the time of
+// logging) when that is nil.
+func (p *Pool) logger() *slog.Logger {
+	if p.cfg.Logger != nil {
+		return p.cfg.Logger
 	}
+	return slog.Default()
+}
+
+func (p *Pool) logError(msg string, args ...any) {
+	p.logger().Error(msg, append([]any{"pool", p.cfg.Name}, args...)...)
 }
 
 func (p *Pool) logInfo(msg string, args ...any) {
-	if p.log != nil {
-		p.log.Info(msg, append([]any{"pool", p.cfg.Name}, args...)...)
-	}
+	p.logger().Info(msg, append([]any{"pool", p.cfg.Name}, args...)...)
 }
 
 // Resize changes Min and Max at run time. It validates like NewPool, then
