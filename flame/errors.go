@@ -39,6 +39,20 @@ var (
 	// ErrRunnerDown wraps fn's error when the runner went down while fn ran.
 	ErrRunnerDown = errors.New("flame: runner down")
 
+	// ErrBootFailed marks a boot failure that retrying cannot fix: a
+	// missing runner executable, a runner that exits before its handshake
+	// (its main does not call Main first), version skew. Callers queued
+	// for such a boot get its error at once (it matches ErrBootFailed and
+	// the backend's reason) instead of waiting out their checkout budget,
+	// unless a runner is up to serve them as its slots free; no retry is
+	// scheduled for them.
+	//
+	// A Backend says that a failure is of this kind by returning an error
+	// that matches it, such as fmt.Errorf("%w: %w", flame.ErrBootFailed,
+	// err). Any other error is transient: queued callers keep waiting and
+	// the boot is retried once a second while they do.
+	ErrBootFailed = errors.New("flame: boot failed; retrying cannot fix it")
+
 	// ErrNilFunc is returned when fn is nil.
 	ErrNilFunc = errors.New("flame: nil fn")
 

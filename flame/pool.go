@@ -52,9 +52,11 @@ type Pool struct {
 	baseCtx    context.Context // parent of every runner's ctx
 	baseCancel context.CancelCauseFunc
 
-	wg       sync.WaitGroup // every goroutine the pool starts
-	work     atomic.Int64   // goroutines running accepted work (casts, children, unlinked calls)
-	drained  chan struct{}  // closed once closing and no work is left
+	wg       sync.WaitGroup // every goroutine the pool starts, but those that call into the backend (calls)
+	calls    userCalls      // backend calls that may outlive their limits (Backend.Boot, Node.Shutdown)
+	close    closer
+	work     atomic.Int64  // goroutines running accepted work (casts, children, unlinked calls)
+	drained  chan struct{} // closed once closing and no work is left
 	drainMu  sync.Mutex
 	isDrain  bool // guarded by drainMu
 	dropCast bool // guarded by q's lock: Close gave up on queued casts
@@ -74,9 +76,12 @@ type waiter struct {
 	ctx      context.Context
 	deadline int64 // on p.clock's scale; 0: no budget
 	kind     waitKind
-	// ch receives the granted runner, or nil when the pool closes (or drops
-	// a queued cast). At most one value is ever sent per wait, under q's lock.
-	ch chan *runner
+	// ch receives the granted runner, nil when the pool closes (or drops
+	// a queued cast), expiredMark when the budget ends, or failedMark (with
+	// err) when a boot failed that retrying cannot fix. At most one value
+	// is ever sent per wait, under q's lock.
+	ch  chan *runner
+	err error // with failedMark
 }
 
 // NewPool validates cfg, boots Min runners (at most 10 at a time, each
@@ -94,6 +99,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		singleUse: cfg.SingleUse,
 		byID:      xsync.NewMapOf[uint64, *runner](),
 		drained:   make(chan struct{}),
+		close:     closer{forced: make(chan struct{}), done: make(chan struct{})},
 	}
 	p.waiters.New = func() any {
 		w := &waiter{ch: make(chan *runner, 1)}
@@ -110,7 +116,10 @@ func NewPool(cfg Config) (*Pool, error) {
 	g.SetLimit(maxParallelMinBoots)
 	for i := range cfg.Min {
 		g.Go(func() error {
-			initial[i], errs[i] = p.bootRunner(p.baseCtx, uint64(i+1), 0, false)
+			// A Boot that outlives BootTimeout fails NewPool; whatever it
+			// returns later is shut down by the goroutine that runs it.
+			out := p.bootRunner(p.baseCtx, uint64(i+1), 0, false)
+			initial[i], errs[i] = out.r, out.err
 			return nil
 		})
 	}
@@ -135,6 +144,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		IdleAfter:      cfg.IdleShutdownAfter,
 		MinIdleAfter:   cfg.MinIdleShutdownAfter,
 		RetryAfter:     bootRetryAfter,
+		Permanent:      func(err error) bool { return errors.Is(err, ErrBootFailed) },
 	}, (*host)(p), rs, uint64(cfg.Min)+1)
 	for _, r := range initial {
 		p.watch(r)
@@ -242,8 +252,9 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 	}
 }
 
-// expiredMark is sent to a waiter whose budget ran out while it was queued.
-var expiredMark = new(runner)
+// expiredMark is sent to a waiter whose budget ran out while it was queued;
+// failedMark to one failed by a boot that retrying cannot fix.
+var expiredMark, failedMark = new(runner), new(runner)
 
 // granted takes the outcome of a wait. A caller whose ctx ended while the
 // slot was on its way gives the slot back rather than run with a dead ctx.
@@ -253,6 +264,10 @@ func (p *Pool) granted(w *waiter, r *runner) (*runner, error) {
 		return nil, ErrClosed
 	case expiredMark:
 		return nil, p.checkoutTimeout()
+	case failedMark:
+		err := w.err
+		w.err = nil
+		return nil, err
 	}
 	if err := w.ctx.Err(); err != nil {
 		p.release(r)
@@ -271,9 +286,10 @@ func (p *Pool) abandon(w *waiter, err error) (*runner, error) {
 	if !removed {
 		select {
 		case r := <-w.ch:
-			if r != nil && r != expiredMark {
+			if r != nil && r != expiredMark && r != failedMark {
 				p.release(r)
 			}
+			w.err = nil
 		default: // skipped because its ctx ended: nothing was handed over
 		}
 	}
@@ -434,25 +450,41 @@ func (p *Pool) handoff(r *runner) bool {
 	return true
 }
 
+// bootOutcome is how a boot ended.
+type bootOutcome struct {
+	r   *runner
+	err error
+	// late is not nil when BootTimeout passed while Backend.Boot still
+	// ran: the boot failed, the call goes on in its own goroutine, and late
+	// is closed once it has returned (and whatever it returned has been
+	// shut down).
+	late <-chan struct{}
+}
+
 // bootRunner runs one boot: the OnGrowStart hook (if events), then
-// Backend.Boot bounded by BootTimeout.
-func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool) (*runner, error) {
+// Backend.Boot bounded by BootTimeout. Backend.Boot runs in a goroutine of
+// its own, outside p.wg: the pool waits for it up to BootTimeout (even
+// when ctx is canceled first, so that a backend that honours its ctx
+// returns what it holds), then gives up on it.
+func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool) bootOutcome {
 	if events && p.cfg.OnGrowStart != nil {
 		ev := GrowEvent{Pool: p.cfg.Name, Count: count, RunnerID: id}
 		if v, stack := p.callHook(func() { p.cfg.OnGrowStart(ev) }); v != nil {
 			p.logError("OnGrowStart panicked; boot failed", "runner", id, "panic", v, "stack", string(stack))
-			return nil, fmt.Errorf("flame: boot runner %d: OnGrowStart panicked: %v", id, v)
+			return bootOutcome{err: fmt.Errorf("flame: boot runner %d: OnGrowStart panicked: %v", id, v)}
 		}
 	}
-	bctx, cancel := withLimit(ctx, p.cfg.BootTimeout)
-	defer cancel()
+	limit := p.cfg.BootTimeout
+	bctx, cancel := withLimit(ctx, limit)
 	bctx = context.WithValue(bctx, poolLoggerKey{}, p.logger())
 	type result struct {
 		node Node
 		err  error
 	}
 	ch := make(chan result, 1)
-	p.wg.Go(func() {
+	late := make(chan struct{})
+	uc := p.calls.start(fmt.Sprintf("Backend.Boot of runner %d (BootTimeout %v)", id, limit))
+	go func() {
 		var res result
 		func() {
 			defer func() {
@@ -462,38 +494,55 @@ func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool
 			}()
 			res.node, res.err = p.cfg.Backend.Boot(bctx, RunnerSpec{Pool: p.cfg.Name, ID: id})
 		}()
-		ch <- res
-	})
-	var res result
-	select {
-	case res = <-ch:
-	case <-bctx.Done():
-		// The backend ignores its ctx. Stop whatever it returns later.
-		p.wg.Go(func() {
-			if late := <-ch; late.node != nil {
-				p.stopNode(late.node, id)
-			}
-		})
-		if errors.Is(bctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("flame: boot runner %d: no node within BootTimeout (%v): %w", id, p.cfg.BootTimeout, context.DeadlineExceeded)
+		cancel()
+		if p.calls.end(uc) {
+			ch <- res
+			return
 		}
-		return nil, fmt.Errorf("flame: boot runner %d: %w", id, bctx.Err())
-	}
-	switch {
-	case res.err != nil:
+		// Abandoned at BootTimeout: nobody wants what came late.
 		if res.node != nil {
-			p.stopNode(res.node, id)
+			p.stopLateNode(res.node, id)
 		}
-		return nil, fmt.Errorf("flame: boot runner %d: %w", id, res.err)
-	case res.node == nil:
-		return nil, fmt.Errorf("flame: boot runner %d: backend returned no node and no error", id)
+		close(late)
+	}()
+	var expired <-chan time.Time
+	if limit != Infinity {
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		expired = t.C
 	}
 	select {
-	case <-res.node.Done():
-		return nil, fmt.Errorf("flame: boot runner %d: node stopped during boot", id)
+	case res := <-ch:
+		return p.booted(id, res.node, res.err)
+	case <-expired:
+		if !p.calls.abandon(uc) { // it has just returned
+			res := <-ch
+			return p.booted(id, res.node, res.err)
+		}
+	}
+	if ctx.Err() != nil {
+		return bootOutcome{late: late, err: fmt.Errorf("flame: boot runner %d: canceled, and Backend.Boot did not return within BootTimeout (%v): %w", id, limit, ctx.Err())}
+	}
+	return bootOutcome{late: late, err: fmt.Errorf("flame: boot runner %d: no node within BootTimeout (%v): %w", id, limit, context.DeadlineExceeded)}
+}
+
+// booted checks what Backend.Boot returned.
+func (p *Pool) booted(id uint64, node Node, err error) bootOutcome {
+	switch {
+	case err != nil:
+		if node != nil {
+			p.stopNode(node, id)
+		}
+		return bootOutcome{err: fmt.Errorf("flame: boot runner %d: %w", id, err)}
+	case node == nil:
+		return bootOutcome{err: fmt.Errorf("flame: boot runner %d: backend returned no node and no error", id)}
+	}
+	select {
+	case <-node.Done():
+		return bootOutcome{err: fmt.Errorf("flame: boot runner %d: node stopped during boot", id)}
 	default:
 	}
-	return newRunner(p, id, res.node), nil
+	return bootOutcome{r: newRunner(p, id, node)}
 }
 
 // watch reports the runner as crashed when its node stops unasked.
@@ -509,27 +558,58 @@ func (p *Pool) watch(r *runner) {
 	})
 }
 
-// stopNode shuts a node down, waiting at most ShutdownTimeout.
+// stopNode shuts a node down, waiting at most ShutdownTimeout: a
+// Node.Shutdown that outlives it goes on in its own goroutine, abandoned
+// (Close names it).
 func (p *Pool) stopNode(n Node, id uint64) {
 	ctx, cancel := withLimit(context.Background(), p.cfg.ShutdownTimeout)
-	defer cancel()
+	uc := p.calls.start(fmt.Sprintf("Node.Shutdown of runner %d (ShutdownTimeout %v)", id, p.cfg.ShutdownTimeout))
 	errc := make(chan error, 1)
-	p.wg.Go(func() {
-		defer func() {
-			if v := recover(); v != nil {
-				errc <- fmt.Errorf("Node.Shutdown panicked: %v", v)
-			}
-		}()
-		errc <- n.Shutdown(ctx)
-	})
-	select {
-	case err := <-errc:
-		if err != nil {
-			p.logError("runner shutdown failed", "runner", id, "err", err)
+	go func() {
+		defer cancel()
+		err := shutdownNode(ctx, n)
+		if p.calls.end(uc) {
+			errc <- err
 		}
+	}()
+	var err error
+	select {
+	case err = <-errc:
 	case <-ctx.Done():
-		p.logError("runner shutdown exceeded ShutdownTimeout", "runner", id, "timeout", p.cfg.ShutdownTimeout)
+		if !p.calls.abandon(uc) {
+			err = <-errc
+			break
+		}
+		p.logError("runner shutdown exceeded ShutdownTimeout; abandoned", "runner", id, "timeout", p.cfg.ShutdownTimeout)
+		return
 	}
+	if err != nil {
+		p.logError("runner shutdown failed", "runner", id, "err", err)
+	}
+}
+
+// stopLateNode shuts down a node that Backend.Boot returned after the pool
+// gave up on the boot, on the goroutine that ran the boot (which is
+// outside p.wg, like the call it made).
+func (p *Pool) stopLateNode(n Node, id uint64) {
+	ctx, cancel := withLimit(context.Background(), p.cfg.ShutdownTimeout)
+	defer cancel()
+	uc := p.calls.start(fmt.Sprintf("Node.Shutdown of runner %d, booted after BootTimeout (ShutdownTimeout %v)", id, p.cfg.ShutdownTimeout))
+	err := shutdownNode(ctx, n)
+	p.calls.end(uc)
+	if err != nil {
+		p.logError("shutdown of a runner booted after BootTimeout failed", "runner", id, "err", err)
+	}
+}
+
+// shutdownNode calls n.Shutdown, turning a panic into an error.
+func shutdownNode(ctx context.Context, n Node) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("Node.Shutdown panicked: %v", v)
+		}
+	}()
+	return n.Shutdown(ctx)
 }
 
 // callHook runs user code, containing a panic.
@@ -628,14 +708,38 @@ func (h *host) Waiting() int { return h.q.Len() }
 func (h *host) Boot(b scaler.Boot) {
 	p := (*Pool)(h)
 	p.wg.Go(func() {
-		r, err := p.bootRunner(b.Ctx, b.ID, b.Count, true)
-		if err != nil {
-			p.sc.BootDone(b.ID, nil, err)
-			return
+		out := p.bootRunner(b.Ctx, b.ID, b.Count, true)
+		switch {
+		case out.late != nil:
+			// The boot failed at BootTimeout, but its Backend.Boot call
+			// still runs and keeps its room under Max until it returns.
+			p.sc.BootOverdue(b.ID, out.err)
+			go func() { // not in p.wg: the call may outlive the pool
+				<-out.late
+				p.sc.BootDone(b.ID, nil, out.err)
+			}()
+		case out.err != nil:
+			p.sc.BootDone(b.ID, nil, out.err)
+		default:
+			p.sc.BootDone(b.ID, out.r, nil)
+			p.watch(out.r)
 		}
-		p.sc.BootDone(b.ID, r, nil)
-		p.watch(r)
 	})
+}
+
+func (h *host) FailQueued(keep int, err error) {
+	p := (*Pool)(h)
+	p.q.Lock()
+	defer p.q.Unlock()
+	i := 0
+	p.q.Each(func(e *waitq.Elem[*waiter]) {
+		if i++; i > keep {
+			p.q.Remove(e)
+			e.Value.err = err
+			e.Value.ch <- failedMark
+		}
+	})
+	p.queueLeft()
 }
 
 func (h *host) Publish(rs []scaler.Runner) {

@@ -108,8 +108,8 @@ func (m *Model) timers() []timer {
 			ts = append(ts, timer{at: b.Deadline, slack: b.slack, kind: bootDeadline, boot: b})
 		}
 	}
-	if m.closing && !m.stopped && m.closeBy != Infinity {
-		ts = append(ts, timer{at: m.closeBy, kind: closeDeadline})
+	if at, _ := m.closeDeadline(); m.closing && !m.stopped && at != Infinity {
+		ts = append(ts, timer{at: at, kind: closeDeadline})
 	}
 	return ts
 }

@@ -9,6 +9,7 @@ import (
 type CloseCall struct {
 	Returned bool
 	Result   CloseResult
+	by       time.Duration // when its ctx ends
 	returnAt time.Duration // when it returns, once Returned is set
 }
 
@@ -30,16 +31,23 @@ const (
 // cancelled and every runner shut down (stop) and Close returns nil. If ctx
 // ends first, queued casts are dropped, in-flight work is cancelled (its
 // callers see ErrClosed), everything is shut down the same way, and Close
-// returns ctx.Err(). A second Close returns nil at once.
+// returns ctx.Err().
+//
+// Every Close waits for the same completion, bounded by its own ctx: a
+// second Close while the first waits returns what the first does, or
+// ctx.Err() if its own ctx ends first (which forces the close just as the
+// first's would); a Close that begins after completion returns nil at once.
 func (m *Model) Close(timeout time.Duration) int {
-	c := &CloseCall{}
+	c := &CloseCall{by: after(m.now, timeout)}
 	m.closes = append(m.closes, c)
+	if m.stopped {
+		m.settleClose(c, CloseOK, m.completeAt)
+		return len(m.closes) - 1
+	}
 	if m.closing {
-		c.Returned, c.Result = true, CloseOK
 		return len(m.closes) - 1
 	}
 	m.closing = true
-	m.closeBy = after(m.now, timeout)
 	for _, w := range append([]*Work(nil), m.queue...) {
 		if w.Spec.Kind != KindCast {
 			m.dequeue(w)
@@ -61,8 +69,23 @@ func (m *Model) drained() bool {
 	return true
 }
 
-// fireCloseDeadline is Close's ctx ending before the work did (§3.12).
+// closeDeadline returns the earliest ctx deadline of the Close calls still
+// waiting, and which call it is.
+func (m *Model) closeDeadline() (time.Duration, *CloseCall) {
+	at, which := Infinity, (*CloseCall)(nil)
+	for _, c := range m.closes {
+		if !c.Returned && c.by < at {
+			at, which = c.by, c
+		}
+	}
+	return at, which
+}
+
+// fireCloseDeadline is a Close's ctx ending before the work did (§3.12):
+// that Close returns ctx.Err() and the close is forced.
 func (m *Model) fireCloseDeadline() {
+	_, c := m.closeDeadline()
+	c.Returned, c.Result, c.returnAt = true, CloseDeadline, m.now
 	for _, w := range append([]*Work(nil), m.queue...) {
 		m.dequeue(w) // only casts are left: dropped
 		w.Phase = Over
@@ -78,28 +101,36 @@ func (m *Model) fireCloseDeadline() {
 		}
 		m.fnReturned(w, Closed)
 	}
-	m.stop(CloseDeadline)
+	m.stop()
 }
 
 // stop shuts everything down: pending boots are cancelled (lowest ID
 // first), then every runner is removed, lowest ID first, with OnShrink for
-// each (reason closed), and the pending Close returns result: nil once every
-// goroutine of the pool has exited, which includes boots still in their
-// OnGrowStart; ctx.Err() at once.
-func (m *Model) stop(result CloseResult) {
-	returnAt := m.now
-	if result == CloseOK {
-		returnAt = max(returnAt, m.hooksUntil)
-	}
+// each (reason closed). The close completes once every goroutine of the
+// pool has exited, which includes boots still in their OnGrowStart; each
+// Close still waiting then returns nil, or ctx.Err() when its ctx ends
+// first.
+func (m *Model) stop() {
 	m.cancelBoots()
 	for _, r := range m.sortedRunners() {
 		m.remove(r, ReasonClosed)
 	}
 	m.stopped = true
 	m.retryPending = false
+	m.completeAt = max(m.now, m.hooksUntil)
 	for _, c := range m.closes {
 		if !c.Returned {
-			c.Returned, c.Result, c.returnAt = true, result, returnAt
+			m.settleClose(c, CloseOK, m.completeAt)
 		}
 	}
+}
+
+// settleClose decides a Close call's return: result at at, unless its ctx
+// ends first.
+func (m *Model) settleClose(c *CloseCall, result CloseResult, at time.Duration) {
+	at = max(at, m.now)
+	if c.by < at {
+		result, at = CloseDeadline, max(c.by, m.now)
+	}
+	c.Returned, c.Result, c.returnAt = true, result, at
 }

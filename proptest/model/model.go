@@ -74,7 +74,7 @@ type Model struct {
 	minDirty     bool // Min may need replacements (crash, single use, Resize)
 
 	closing    bool          // Close has begun (§3.12)
-	closeBy    time.Duration // Close's ctx deadline
+	completeAt time.Duration // when the close completes, once stopped
 	stopped    bool          // Close has shut everything down
 	hooksUntil time.Duration // when the last OnGrowStart so far returns
 	closes     []*CloseCall
@@ -249,6 +249,6 @@ func (m *Model) Stats() Stats {
 func (m *Model) settle() {
 	m.evaluate()
 	if m.closing && !m.stopped && m.drained() {
-		m.stop(CloseOK)
+		m.stop()
 	}
 }

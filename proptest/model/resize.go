@@ -9,7 +9,10 @@ import (
 // Invalid for bounds NewPool would reject (§3.1), Closed once Close has
 // begun, else OK.
 //
-// Below the new Min, runners boot (as min runners). Above the new Max — not
+// Below the new Min, runners boot (as min runners). Min runners beyond a
+// lower Min become ordinary runners, highest ID first (implementation), and
+// their idle period starts now (§3.7: "after Resize lowers Min, runners above
+// the new Min idle like any other"). Above the new Max — not
 // counting runners already draining — pending boots are cancelled first,
 // newest first (implementation); then idle runners shut down, highest ID
 // first (implementation); then busy runners drain, least loaded first, ties
@@ -25,6 +28,7 @@ func (m *Model) Resize(min, max int) Outcome {
 	}
 	m.min, m.max = min, max
 	m.minDirty = true
+	m.demoteMin()
 	excess := m.total() - (len(m.runners) - m.activeCount()) - max
 	for excess > 0 && len(m.boots) > 0 {
 		m.cancelBoot(slices.Max(m.PendingBoots()))
@@ -78,4 +82,24 @@ func (m *Model) leastLoadedActive() *Runner {
 		}
 	}
 	return best
+}
+
+// demoteMin turns the min runners beyond Min, highest IDs first, into
+// ordinary runners whose idle period (IdleShutdownAfter) starts now.
+func (m *Model) demoteMin() {
+	var mins []*Runner
+	for _, r := range m.sortedRunners() {
+		if r.Min {
+			mins = append(mins, r)
+		}
+	}
+	if len(mins) <= m.min {
+		return
+	}
+	for _, r := range mins[m.min:] {
+		r.Min = false
+		if !r.Draining {
+			m.armIdle(r)
+		}
+	}
 }

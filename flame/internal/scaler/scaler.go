@@ -76,8 +76,10 @@ type Event struct {
 type Host interface {
 	// Waiting is the number of callers queued for a slot. It must not block.
 	Waiting() int
-	// Boot starts a boot in its own goroutine; the host reports its result
-	// with Scaler.BootDone.
+	// Boot starts a boot in its own goroutine. The host reports the boot's
+	// end with Scaler.BootDone once its Backend.Boot call has returned, and,
+	// if that call outlives the boot's limit, its failure before that with
+	// Scaler.BootOverdue.
 	Boot(b Boot)
 	// Publish installs the runners not yet removed, sorted by ID, for
 	// checkout, and serves queued callers from any new capacity. It is called
@@ -89,6 +91,11 @@ type Host interface {
 	IdleCheck() bool
 	GrowEnd(ev Event, err error)
 	Shrink(ev Event, reason error)
+	// FailQueued fails, with err, the callers queued after the first keep:
+	// a boot failed in a way that retrying cannot fix, and nothing else is
+	// coming for them. It is called with the scaler's lock held and must
+	// not block, call user code or call the scaler.
+	FailQueued(keep int, err error)
 }
 
 // Config holds the scaler's settings.
@@ -98,12 +105,15 @@ type Config struct {
 	IdleAfter      time.Duration // non-min runners; Infinity disables
 	MinIdleAfter   time.Duration // min runners; Infinity disables
 	RetryAfter     time.Duration // debounce of a boot retry
+	// Permanent reports a boot error that retrying cannot fix; nil: none is.
+	Permanent func(error) bool
 }
 
 // Stats is the scaler's part of the pool's stats.
 type Stats struct {
 	Min, Max                     int
 	Pending                      int
+	Lingering                    int // failed or canceled boots whose Backend.Boot still runs
 	Booted, BootFailures, Shrunk uint64
 }
 
@@ -114,6 +124,7 @@ type runnerInfo struct {
 	timer *time.Timer // idle check; nil while disabled
 }
 
+// pendingBoot is a boot under way: decided, neither failed nor canceled.
 type pendingBoot struct {
 	id     uint64
 	min    bool
@@ -127,15 +138,21 @@ type Scaler struct {
 	idleAfter    time.Duration
 	minIdleAfter time.Duration
 	retryAfter   time.Duration
+	permanent    func(error) bool
 	kick         chan struct{} // capacity 1: a pending wake-up
 	canGrow      atomic.Bool   // booted + booting < Max, as of the last evaluation
 	done         chan struct{} // closed when the goroutine exits
 
-	mu           sync.Mutex // guards everything below
-	min, max     int
-	nextID       uint64
-	runners      map[uint64]*runnerInfo // booted and not yet removed
-	pending      map[uint64]*pendingBoot
+	mu       sync.Mutex // guards everything below
+	min, max int
+	nextID   uint64
+	runners  map[uint64]*runnerInfo // booted and not yet removed
+	pending  map[uint64]*pendingBoot
+	// lingering holds the boots that failed at their limit or were
+	// canceled while their Backend.Boot call still runs: each counts
+	// against Max until the call returns (BootDone), so that boots never
+	// pile up past Max behind a backend that ignores its ctx.
+	lingering    map[uint64]struct{}
 	retryTimer   *time.Timer
 	retryPending bool
 	minDirty     bool // Min may need replacements (crash, single use, Resize)
@@ -164,6 +181,8 @@ func New(cfg Config, host Host, initial []Runner, nextID uint64) *Scaler {
 		nextID:       nextID,
 		runners:      make(map[uint64]*runnerInfo),
 		pending:      make(map[uint64]*pendingBoot),
+		lingering:    make(map[uint64]struct{}),
+		permanent:    cfg.Permanent,
 	}
 	s.mu.Lock()
 	for _, r := range initial {
@@ -227,7 +246,12 @@ func (s *Scaler) push(f func()) {
 	s.Kick()
 }
 
-func (s *Scaler) total() int { return len(s.runners) + len(s.pending) }
+// count is the booted + booting runners: what events and Min count.
+func (s *Scaler) count() int { return len(s.runners) + len(s.pending) }
+
+// occupied is what Max bounds: runners not yet removed and every boot whose
+// Backend.Boot call has not returned, lingering ones included.
+func (s *Scaler) occupied() int { return s.count() + len(s.lingering) }
 
 // CanGrow reports whether a boot could start (there is room under Max), so
 // a queued caller need not wake the scaler when there is none. Lock-free; it
@@ -256,23 +280,25 @@ func (s *Scaler) evaluate() {
 		}
 	} else if s.minDirty && !s.retryPending { // no boot while a retry is pending (§3.2)
 		s.minDirty = false
-		for s.total() < s.min {
+		for s.count() < s.min && s.occupied() < s.max {
 			s.startBoot(true)
 		}
 	}
 	// A boot starts while callers wait beyond what pending boots will serve.
-	for !s.retryPending && s.total() < s.max && len(s.pending)*s.mc < waiting {
+	for !s.retryPending && s.occupied() < s.max && len(s.pending)*s.mc < waiting {
 		s.startBoot(false)
 	}
 }
 
 // publishCanGrow stores whether a boot could start now. Requires s.mu.
-func (s *Scaler) publishCanGrow() { s.canGrow.Store(!s.stopped && s.total() < s.max) }
+func (s *Scaler) publishCanGrow() { s.canGrow.Store(!s.stopped && s.occupied() < s.max) }
 
 // unmet reports demand that the runners and boots under way will not serve
-// and that Max leaves room for. Requires s.mu.
+// and that Max leaves room for, lingering boots aside: those free their
+// room when their Backend.Boot returns, and the retry then finds it.
+// Requires s.mu.
 func (s *Scaler) unmet() bool {
-	return s.host.Waiting() > len(s.pending)*s.mc && s.total() < s.max
+	return s.host.Waiting() > len(s.pending)*s.mc && s.count() < s.max
 }
 
 func (s *Scaler) startBoot(min bool) {
@@ -280,15 +306,21 @@ func (s *Scaler) startBoot(min bool) {
 	s.nextID++
 	ctx, cancel := context.WithCancel(context.Background())
 	s.pending[id] = &pendingBoot{id: id, min: min, cancel: cancel}
-	b := Boot{ID: id, Count: s.total(), Min: min, Ctx: ctx}
+	b := Boot{ID: id, Count: s.count(), Min: min, Ctx: ctx}
 	s.push(func() { s.host.Boot(b) })
 }
 
-// BootDone reports the end of a boot: a runner (err == nil) or a failure.
+// BootDone reports that a boot's Backend.Boot call has returned: with a
+// runner (err == nil) or a failure. A boot that was canceled or reported
+// overdue meanwhile frees its room under Max; a runner it brings is shut
+// down.
 func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 	s.mu.Lock()
 	pb, ok := s.pending[id]
-	if !ok { // canceled meanwhile: nobody wants this runner
+	if !ok { // canceled or overdue: nobody wants this runner any more
+		delete(s.lingering, id)
+		s.publishCanGrow()
+		s.Kick() // the room is free again
 		s.mu.Unlock()
 		if r != nil {
 			r.Kill()
@@ -300,16 +332,7 @@ func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 	pb.cancel()
 	s.publishCanGrow() // before unmet reads the queue (see evaluate)
 	if err != nil {
-		s.failures++
-		s.lastBootErr = err
-		ev := Event{ID: id, Count: s.total()}
-		s.push(func() { s.host.GrowEnd(ev, err) })
-		// Only waiting callers bring a retry: a backend that always fails
-		// never loops (a Min replacement that failed comes back with demand).
-		if !s.retryPending && s.unmet() {
-			s.retryPending = true
-			s.retryTimer = time.AfterFunc(s.retryAfter, s.retryFired)
-		}
+		s.failed(id, err)
 		s.mu.Unlock()
 		return
 	}
@@ -318,9 +341,49 @@ func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 	s.booted++
 	s.armIdle(info) // before publishing: any use of the runner counts as activity
 	s.publish()
-	ev := Event{ID: id, Count: s.total()}
+	ev := Event{ID: id, Count: s.count()}
 	s.push(func() { s.host.GrowEnd(ev, nil) })
 	s.mu.Unlock()
+}
+
+// BootOverdue reports a boot that passed its limit while its Backend.Boot
+// call still runs: it fails now, and keeps its room under Max until
+// BootDone reports that the call returned.
+func (s *Scaler) BootOverdue(id uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pb, ok := s.pending[id]
+	if !ok {
+		return // canceled meanwhile: it lingers already
+	}
+	delete(s.pending, id)
+	pb.cancel()
+	s.lingering[id] = struct{}{}
+	s.publishCanGrow()
+	s.failed(id, err)
+}
+
+// failed accounts for a failed boot: OnGrowEnd with the error, and a retry
+// if waiting callers need one. Requires s.mu.
+func (s *Scaler) failed(id uint64, err error) {
+	s.failures++
+	s.lastBootErr = err
+	ev := Event{ID: id, Count: s.count()}
+	s.push(func() { s.host.GrowEnd(ev, err) })
+	if s.permanent != nil && s.permanent(err) && s.activeCount() == 0 {
+		// Retrying cannot help, and no runner is up to serve the callers
+		// as its slots free: fail those that the boots still under way
+		// will not serve, now (before the next evaluation boots for them
+		// again). No retry: the next caller brings the next boot.
+		s.host.FailQueued(len(s.pending)*s.mc, err)
+		return
+	}
+	// Only waiting callers bring a retry: a backend that always fails
+	// never loops (a Min replacement that failed comes back with demand).
+	if !s.retryPending && s.unmet() {
+		s.retryPending = true
+		s.retryTimer = time.AfterFunc(s.retryAfter, s.retryFired)
+	}
 }
 
 func (s *Scaler) retryFired() {
@@ -364,7 +427,7 @@ func (s *Scaler) remove(info *runnerInfo, reason error) {
 	}
 	s.shrunk++
 	s.publish()
-	ev := Event{ID: id, Count: s.total()}
+	ev := Event{ID: id, Count: s.count()}
 	r := info.r
 	s.push(func() {
 		s.host.Shutdown(r, reason)
@@ -388,6 +451,9 @@ func (s *Scaler) armIdle(info *runnerInfo) {
 		d = s.minIdleAfter
 	}
 	if d <= 0 || d == Infinity {
+		if info.timer != nil {
+			info.timer.Stop() // a runner whose period became Infinity
+		}
 		return
 	}
 	_, info.gen, _ = info.r.Snapshot()
@@ -462,9 +528,10 @@ func (s *Scaler) checkIdle(info *runnerInfo) {
 }
 
 // Resize changes Min and Max. Boots toward a higher Min start at once;
-// above a lower Max, pending boots are canceled (newest first), then idle
-// runners shut down (highest ID first), then busy runners drain (least
-// loaded first).
+// min runners beyond a lower Min become ordinary runners (highest ID
+// first), whose idle period starts now; above a lower Max, pending boots
+// are canceled (newest first), then idle runners shut down (highest ID
+// first), then busy runners drain (least loaded first).
 func (s *Scaler) Resize(min, max int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -483,7 +550,10 @@ func (s *Scaler) Resize(min, max int) {
 			draining++
 		}
 	}
-	excess := s.total() - draining - max
+	s.demoteMin()
+	// Lingering boots are not counted: they cannot be canceled further,
+	// and their room frees as soon as their Backend.Boot returns.
+	excess := s.count() - draining - max
 	for excess > 0 && len(s.pending) > 0 {
 		var newest *pendingBoot
 		for _, pb := range s.pending {
@@ -537,12 +607,36 @@ func (s *Scaler) Resize(min, max int) {
 	}
 }
 
-// cancelBoot drops a pending boot. Requires s.mu.
+// demoteMin turns the min runners beyond Min, highest ID first, into
+// ordinary runners: they idle down after IdleAfter like any other (and
+// never below Min). Requires s.mu.
+func (s *Scaler) demoteMin() {
+	var mins []*runnerInfo
+	for _, info := range s.runners {
+		if info.min {
+			mins = append(mins, info)
+		}
+	}
+	if len(mins) <= s.min {
+		return
+	}
+	slices.SortFunc(mins, func(a, b *runnerInfo) int { return cmp.Compare(a.r.ID(), b.r.ID()) })
+	for _, info := range mins[s.min:] {
+		info.min = false
+		if _, _, st := info.r.Snapshot(); st == Active {
+			s.armIdle(info)
+		}
+	}
+}
+
+// cancelBoot drops a pending boot: it lingers until its Backend.Boot
+// returns. Requires s.mu.
 func (s *Scaler) cancelBoot(pb *pendingBoot, reason error) {
 	delete(s.pending, pb.id)
 	pb.cancel()
+	s.lingering[pb.id] = struct{}{}
 	s.publishCanGrow()
-	ev := Event{ID: pb.id, Count: s.total()}
+	ev := Event{ID: pb.id, Count: s.count()}
 	s.push(func() { s.host.GrowEnd(ev, reason) })
 }
 
@@ -599,7 +693,7 @@ func (s *Scaler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{
-		Min: s.min, Max: s.max, Pending: len(s.pending),
+		Min: s.min, Max: s.max, Pending: len(s.pending), Lingering: len(s.lingering),
 		Booted: s.booted, BootFailures: s.failures, Shrunk: s.shrunk,
 	}
 }

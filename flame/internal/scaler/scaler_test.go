@@ -1,6 +1,7 @@
 package scaler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -171,6 +172,15 @@ func (h *fakeHost) Shrink(ev Event, reason error) {
 	defer h.mu.Unlock()
 	h.shrinkWhy[ev.ID] = reason
 	h.add(fmt.Sprintf("shrink %d c=%d %v", ev.ID, ev.Count, reason))
+}
+
+func (h *fakeHost) FailQueued(keep int, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.add(fmt.Sprintf("failqueued keep=%d: %v", keep, err))
+	if w := h.waiting.Load(); w > int64(keep) {
+		h.waiting.Store(int64(keep))
+	}
 }
 
 func (h *fakeHost) getBoots() []Boot {
@@ -562,6 +572,9 @@ func TestResizeCancelsPendingThenShutsIdleThenDrainsBusy(t *testing.T) {
 		synctest.Wait()
 		assert.Equal(t, []string{"growend 3 c=2 err: " + ErrBootCanceled.Error()}, h.logSince(n), "pending boots go first")
 		assert.Equal(t, Active, rs[1].state())
+		assert.Equal(t, Stats{Max: 2, Booted: 2, Lingering: 1}, s.Stats(), "the canceled boot counts against Max until its Backend.Boot returns")
+		s.BootDone(3, nil, context.Canceled)
+		synctest.Wait()
 
 		n = len(h.getLog())
 		s.Resize(0, 1)
@@ -845,6 +858,8 @@ func TestStopRemovesEveryRunnerCancelsBootsAndExits(t *testing.T) {
 		assert.Equal(t, Down, rs[0].state())
 		assert.Equal(t, Down, rs[1].state())
 		assert.Empty(t, h.getPublished())
+		assert.Equal(t, Stats{Min: 2, Max: 5, Booted: 2, Shrunk: 2, Lingering: 1}, s.Stats())
+		s.BootDone(3, nil, context.Canceled) // the canceled boot's Backend.Boot returns
 		assert.Equal(t, Stats{Min: 2, Max: 5, Booted: 2, Shrunk: 2}, s.Stats())
 
 		// Nothing happens after Stop: no timers, no boots, a second Stop is a no-op.
@@ -930,5 +945,116 @@ func TestCanGrowIsTrueWheneverTheScalerReadsTheQueueWithRoomUnderMax(t *testing.
 		time.Sleep(2 * time.Second) // the retry fires and finds no demand
 		synctest.Wait()
 		stopAndWait(t, s)
+	})
+}
+
+// A boot whose Backend.Boot outlives its limit fails at once (OnGrowEnd,
+// BootFailures, retry), but keeps its room under Max until the call
+// returns: with Max 1 no second boot starts before BootDone.
+func TestOverdueBootFailsNowAndHoldsItsRoomUntilItsCallReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(1)
+		s := newTestScaler(t, Config{Max: 1, MaxConcurrency: 1}, h)
+		synctest.Wait()
+		require.Equal(t, []uint64{1}, h.bootIDs())
+
+		s.BootOverdue(1, errBootFailed)
+		synctest.Wait()
+		assert.Equal(t, []string{"boot 1", "growend 1 c=0 err: " + errBootFailed.Error()}, h.getLog())
+		assert.Equal(t, Stats{Max: 1, BootFailures: 1, Lingering: 1}, s.Stats())
+		assert.False(t, s.CanGrow(), "the overdue call still holds the room")
+
+		time.Sleep(time.Hour) // the retry fires, and finds no room
+		synctest.Wait()
+		assert.Equal(t, []uint64{1}, h.bootIDs(), "a boot started while the overdue Backend.Boot still ran")
+
+		s.BootDone(1, nil, errBootFailed) // the call returns at last
+		synctest.Wait()
+		assert.Equal(t, []uint64{1, 2}, h.bootIDs(), "the room it held goes to the waiting caller")
+		assert.Equal(t, Stats{Max: 1, Pending: 1, BootFailures: 1}, s.Stats())
+	})
+}
+
+// A late runner from an overdue boot is shut down, never published.
+func TestOverdueBootThatReturnsARunnerHasItShutDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(1)
+		s := newTestScaler(t, Config{Max: 2, MaxConcurrency: 1}, h)
+		synctest.Wait()
+		s.BootOverdue(1, errBootFailed)
+		synctest.Wait()
+		late := newFakeRunner(1)
+		s.BootDone(1, late, nil)
+		synctest.Wait()
+		assert.Equal(t, Down, late.state())
+		assert.Contains(t, h.getLog(), "shutdown 1 "+ErrBootCanceled.Error())
+		assert.Empty(t, h.getPublished())
+		assert.Equal(t, uint64(0), s.Stats().Booted)
+	})
+}
+
+var errPermanent = errors.New("runner exits before its handshake")
+
+func permanentOnly(err error) bool { return errors.Is(err, errPermanent) }
+
+// A boot failure that retrying cannot fix, with no runner up, fails the
+// callers that the boots still under way will not serve, and schedules no
+// retry.
+func TestPermanentBootFailureFailsTheCallersNothingElseServes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(3)
+		s := newTestScaler(t, Config{Max: 3, MaxConcurrency: 1, Permanent: permanentOnly}, h)
+		synctest.Wait()
+		require.Equal(t, []uint64{1, 2, 3}, h.bootIDs())
+
+		s.BootDone(1, nil, errPermanent)
+		synctest.Wait()
+		assert.Equal(t, []string{"failqueued keep=2: " + errPermanent.Error()}, h.entries("failqueued"))
+		assert.Equal(t, 2, h.Waiting(), "the callers the two boots under way will serve stay")
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		assert.Equal(t, []uint64{1, 2, 3}, h.bootIDs(), "no retry after a permanent failure")
+	})
+}
+
+// Beside a runner that is up, a permanent failure fails nobody (the
+// runner serves the callers as its slots free) and follows the retry rule.
+func TestPermanentBootFailureBesideARunnerRetriesLikeAnyOther(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(0)
+		rs := runners(1)
+		rs[0].checkout()
+		s := newTestScaler(t, Config{Max: 2, MaxConcurrency: 1, Permanent: permanentOnly}, h, rs...)
+		h.waiting.Store(1)
+		s.Kick()
+		synctest.Wait()
+		require.Equal(t, []uint64{2}, h.bootIDs())
+		s.BootDone(2, nil, errPermanent)
+		synctest.Wait()
+		assert.Empty(t, h.entries("failqueued"))
+		assert.Equal(t, 1, h.Waiting())
+		time.Sleep(time.Second + time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, []uint64{2, 3}, h.bootIDs(), "the retry boots again a second later")
+	})
+}
+
+// Resize lowering Min turns the min runners beyond it, highest ID first,
+// into ordinary runners: they idle down after IdleAfter.
+func TestResizeLoweringMinDemotesTheHighestMinRunners(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(0)
+		rs := runners(3)
+		s := newTestScaler(t, Config{Min: 3, Max: 3, MaxConcurrency: 1, IdleAfter: time.Second}, h, rs...)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		require.Empty(t, h.entries("shrink"), "min runners stay")
+
+		s.Resize(1, 3)
+		time.Sleep(2*time.Second + time.Millisecond)
+		synctest.Wait()
+		assert.ElementsMatch(t, []string{"shutdown 2 " + ErrIdle.Error(), "shutdown 3 " + ErrIdle.Error()}, h.entries("shutdown"),
+			"both runners above the new Min idle down (at the same instant, in either order)")
+		assert.Equal(t, Active, rs[0].state(), "the runner still needed for Min stays")
 	})
 }
