@@ -71,7 +71,37 @@ func (p *Pool) exec(c *execCtx, r *runner, fn func(context.Context) error) (err 
 		c.finish()
 		p.release(r)
 	}()
-	return c.result(r.node.Exec(c, fn))
+	return c.result(p.execNode(c, r, fn))
+}
+
+// execNode runs fn through r's node. When the call fails because the
+// runner is gone, the runner leaves the checkout set before the caller
+// learns of it, so that a caller who retries never reaches it again: the
+// pool learns of a death from the node's Done closing, or from an error
+// that the node itself (not fn) returned and that matches ErrRunnerDown.
+func (p *Pool) execNode(c *execCtx, r *runner, fn func(context.Context) error) error {
+	if r.local {
+		return fn(c) // LocalBackend: the runner cannot die under fn
+	}
+	ran := false
+	err := r.node.Exec(c, func(ctx context.Context) error {
+		ran = true
+		return fn(ctx)
+	})
+	if err != nil && (!ran && errors.Is(err, ErrRunnerDown) || nodeDone(r.node)) {
+		p.runnerDown(r)
+	}
+	return err
+}
+
+// nodeDone reports whether n's Done is closed.
+func nodeDone(n Node) bool {
+	select {
+	case <-n.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 func stackTrace() []byte { return debug.Stack() }

@@ -465,6 +465,46 @@ func TestProcessKillMidCallGivesRunnerDownAndPoolRecovers(t *testing.T) {
 	}
 }
 
+// A caller that retries on ErrRunnerDown never reaches the runner that
+// died: the calls started right after the failed one all go to a
+// replacement, round after round.
+func TestProcessRetryAfterRunnerDownNeverReachesTheDeadRunner(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Min: 1, Max: 2, MaxConcurrency: 8}, flame.ProcessBackend{})
+	for round := range 3 {
+		marker := filepath.Join(t.TempDir(), "started")
+		errc := make(chan error, 1)
+		go func() {
+			_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
+			errc <- err
+		}()
+		pid := waitMarker(t, marker)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; !errors.Is(err, flame.ErrRunnerDown) {
+			t.Fatalf("round %d: err = %v; want ErrRunnerDown", round, err)
+		}
+		dead := uint64(round + 1)
+		for _, rl := range p.Stats().RunnerLoads {
+			if rl.ID == dead {
+				t.Errorf("round %d: runner %d still takes checkouts after its caller got ErrRunnerDown", round, dead)
+			}
+		}
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Go(func() {
+				got, err := pidFn.Call(context.Background(), p, struct{}{})
+				if err != nil {
+					t.Errorf("round %d, retry %d: %v", round, i, err)
+				} else if got == pid {
+					t.Errorf("round %d, retry %d: served by the dead runner %d", round, i, pid)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
 func TestProcessIdleRunnersExitAndAreReaped(t *testing.T) {
 	shrunk := make(chan flame.ShrinkEvent, 4)
 	p, _ := procPool(t, flame.Config{Max: 2, MaxConcurrency: 1, IdleShutdownAfter: 150 * time.Millisecond,

@@ -50,6 +50,7 @@ type runner struct {
 	id     uint64
 	node   Node
 	remote bool // node is an Invoker: its calls cross a process boundary
+	local  bool // node is LocalBackend's: fn runs on the caller's goroutine
 	pool   *Pool
 	ctx    context.Context         // cancelled when the runner goes down: fn contexts follow it
 	cancel context.CancelCauseFunc // with ErrRunnerDown (crash) or ErrClosed (Close)
@@ -62,7 +63,8 @@ type runner struct {
 func newRunner(p *Pool, id uint64, node Node) *runner {
 	ctx, cancel := context.WithCancelCause(p.baseCtx)
 	_, remote := node.(Invoker)
-	return &runner{id: id, node: node, remote: remote, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
+	_, local := node.(*localNode)
+	return &runner{id: id, node: node, remote: remote, local: local, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
 }
 
 // ID implements scaler.Runner.
