@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/goflame/goflame/flame/internal/clock"
 )
 
 // execCtx is the context fn runs with. It is cancelled when the execution
@@ -17,16 +19,20 @@ import (
 // Done: only then are a timer and cancellation hooks registered (in a
 // second, lazily allocated part). Err and the call's result work the
 // conditions out on demand before that, so a fn that never looks at its ctx
-// pays for no timer, no goroutine and no lock. The execution limit starts
-// from the pool's coarse clock (see internal/clock), so that a call does
-// not pay for reading the time either.
+// pays for no timer, no goroutine and no lock. Nor does it pay for
+// reading the time: the call stamps the pool's coarse clock (one atomic
+// load, see internal/clock), and the limit's start is worked out from the
+// stamp only when somebody needs the deadline, never more than
+// clock.Tolerance before the call's true start however late the clock ran.
 type execCtx struct {
-	parent   context.Context // values always; cancellation when linked
-	r        *runner
-	deadline int64 // on p.clock's scale; 0: no execution limit
-	linked   bool
-	phase    atomic.Uint32 // phaseFresh -> phaseArmed (Done asked for) or phaseFinished
-	lz       atomic.Pointer[execLazy]
+	parent context.Context // values always; cancellation when linked
+	r      *runner
+	start  *clock.Tick  // the tick stamped at the call's start, until dl is known
+	limit  int64        // the execution limit (ns); 0: none
+	dl     atomic.Int64 // the deadline on p.clock's scale once known; 0: not yet, or no limit
+	linked bool
+	phase  atomic.Uint32 // phaseFresh -> phaseArmed (Done asked for) or phaseFinished
+	lz     atomic.Pointer[execLazy]
 }
 
 // execLazy is the part of an execCtx that exists only once it is armed,
@@ -54,23 +60,50 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
 	c := &execCtx{parent: parent, r: r, linked: linked}
-	if limit != Infinity { // callers pass a positive limit or Infinity
-		// A remote call takes tens of microseconds, so an exact reading
-		// costs it nothing, while the coarse clock's refresher, ticking
-		// every millisecond as long as calls flow, slowed a small remote
-		// call's round trip by about half (each tick wakes a thread).
-		var now int64
-		if r.remote {
-			now = p.clock.Exact()
-		} else {
-			now = p.clock.Now()
-		}
-		c.deadline = now + int64(limit)
-		if c.deadline < now { // a huge finite limit: saturate rather than wrap
-			c.deadline = math.MaxInt64
-		}
+	if limit == Infinity { // callers pass a positive limit or Infinity
+		return c
 	}
+	c.limit = int64(limit)
+	if r.remote {
+		// A remote call takes tens of microseconds and sends its deadline
+		// at once, so an exact reading costs it nothing, while the coarse
+		// clock's refresher, ticking every millisecond as long as calls
+		// flow, slowed a small remote call's round trip by about half
+		// (each tick wakes a thread).
+		c.dl.Store(addLimit(p.clock.Exact(), c.limit))
+		return c
+	}
+	tick, exact := p.clock.Stamp()
+	if tick == nil {
+		c.dl.Store(addLimit(exact, c.limit))
+	}
+	c.start = tick
 	return c
+}
+
+// addLimit is start + limit, saturated rather than wrapped for a huge
+// finite limit.
+func addLimit(start, limit int64) int64 {
+	if d := start + limit; d >= start {
+		return d
+	}
+	return math.MaxInt64
+}
+
+// deadline returns the execution limit's deadline on p.clock's scale, or
+// 0 for none, working it out from the call's stamp the first time.
+func (c *execCtx) deadline() int64 {
+	if c.limit == 0 {
+		return 0
+	}
+	if d := c.dl.Load(); d != 0 {
+		return d
+	}
+	d := addLimit(c.r.pool.clock.Start(c.start), c.limit)
+	if c.dl.CompareAndSwap(0, d) {
+		return d
+	}
+	return c.dl.Load()
 }
 
 // lazy returns the lazy part, allocating it on first use.
@@ -87,8 +120,8 @@ func (c *execCtx) lazy() *execLazy {
 
 func (c *execCtx) Deadline() (time.Time, bool) {
 	var d time.Time
-	if c.deadline != 0 {
-		d = c.r.pool.clock.Time(c.deadline)
+	if dl := c.deadline(); dl != 0 {
+		d = c.r.pool.clock.Time(dl)
 	}
 	if c.linked {
 		if pd, ok := c.parent.Deadline(); ok && (d.IsZero() || pd.Before(d)) {
@@ -117,8 +150,8 @@ func (c *execCtx) Done() <-chan struct{} {
 		return lz.done
 	}
 	lz.done = make(chan struct{})
-	if c.deadline != 0 {
-		wait := time.Duration(c.deadline - c.r.pool.clock.Exact())
+	if dl := c.deadline(); dl != 0 {
+		wait := time.Duration(dl - c.r.pool.clock.Exact())
 		t := time.AfterFunc(wait, func() { c.cancel(context.DeadlineExceeded, ErrTimeout) })
 		lz.stops = append(lz.stops, t.Stop)
 	}
@@ -181,7 +214,7 @@ func (c *execCtx) fired() (err, cause error) {
 	if c.r.ctx.Err() != nil {
 		return context.Canceled, context.Cause(c.r.ctx)
 	}
-	if c.deadline != 0 && c.r.pool.clock.Exact() >= c.deadline {
+	if dl := c.deadline(); dl != 0 && c.r.pool.clock.Exact() >= dl {
 		return context.DeadlineExceeded, ErrTimeout
 	}
 	if c.linked {
