@@ -239,6 +239,7 @@ func TestStatsExactWhenQuiescent(t *testing.T) {
 		assert.Equal(t, Stats{
 			Name: "stats", Min: 2, Max: 3, MaxConcurrency: 2,
 			Runners: 2, InUse: 4, RunnerLoads: []RunnerLoad{{1, 2}, {2, 2}}, Booted: 2,
+			Checkouts: 4,
 		}, p.Stats())
 
 		// A fifth call waits; boot 3 fails, the retry boots runner 4.
@@ -253,6 +254,7 @@ func TestStatsExactWhenQuiescent(t *testing.T) {
 			Name: "stats", Min: 2, Max: 3, MaxConcurrency: 2,
 			Runners: 3, InUse: 5, RunnerLoads: []RunnerLoad{{1, 2}, {2, 2}, {4, 1}},
 			Booted: 3, BootFailures: 1,
+			Checkouts: 5, Waits: 1, WaitTime: time.Second, // the fifth queued until the retry at 1s
 		}, p.Stats())
 
 		// Runner 2 crashes with two calls on it.
@@ -267,6 +269,7 @@ func TestStatsExactWhenQuiescent(t *testing.T) {
 			Name: "stats", Min: 2, Max: 3, MaxConcurrency: 2,
 			Runners: 2, InUse: 3, RunnerLoads: []RunnerLoad{{1, 2}, {4, 1}},
 			Booted: 3, BootFailures: 1, Shrunk: 1,
+			Checkouts: 5, Waits: 1, WaitTime: time.Second, // runner 2's two stay counted
 		}, p.Stats())
 
 		for _, h := range append(held, fifth) {
@@ -278,6 +281,45 @@ func TestStatsExactWhenQuiescent(t *testing.T) {
 		st := p.Stats()
 		assert.Equal(t, 0, st.InUse)
 		assert.Equal(t, []RunnerLoad{{1, 0}, {4, 0}}, st.RunnerLoads)
+		assert.Equal(t, uint64(5), st.Checkouts, "releases are not checkouts")
+	})
+}
+
+// Waits, GaveUp and WaitTime count the callers that queued: those served
+// and those who left without a slot (ctx, budget), with the time each
+// spent queued; a handoff is a checkout too.
+func TestStatsCountQueuedCallersAndTheirWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
+		ctx := context.Background()
+		h := callHold(ctx, p)
+		synctest.Wait()
+
+		// Gives up on its budget after 2s.
+		budget := make(chan error, 1)
+		go func() { budget <- p.Call(ctx, func(context.Context) error { return nil }, WithTimeout(2*time.Second)) }()
+		// Gives up when its ctx is cancelled after 3s.
+		cctx, cancel := context.WithCancel(ctx)
+		canceled := make(chan error, 1)
+		go func() { canceled <- p.Call(cctx, func(context.Context) error { return nil }) }()
+		// Is handed the slot after 5s.
+		served := make(chan error, 1)
+		go func() { served <- p.Call(ctx, func(context.Context) error { return nil }) }()
+		synctest.Wait()
+		time.Sleep(3 * time.Second)
+		cancel()
+		time.Sleep(2 * time.Second)
+		h.finish(t)
+		synctest.Wait()
+		assert.ErrorIs(t, <-budget, ErrCheckoutTimeout)
+		assert.ErrorIs(t, <-canceled, context.Canceled)
+		assert.NoError(t, <-served)
+
+		st := p.Stats()
+		assert.Equal(t, uint64(2), st.Checkouts, "the held call and the handoff")
+		assert.Equal(t, uint64(1), st.Waits)
+		assert.Equal(t, uint64(2), st.GaveUp)
+		assert.Equal(t, 2*time.Second+3*time.Second+5*time.Second, st.WaitTime)
 	})
 }
 

@@ -37,8 +37,11 @@ type Pool struct {
 	set atomic.Pointer[[]*runner]
 	// byID holds the same runners for Stats.
 	byID *xsync.MapOf[uint64, *runner]
+	// retired is the checkouts of the runners removed from byID.
+	retired atomic.Uint64
 
 	q       waitq.Queue[*waiter]
+	waits   waitStats // Stats.Waits, GaveUp and WaitTime
 	waiters sync.Pool // of *waiter, reused across checkouts (per pool: channels stay in one synctest bubble)
 	// sweepTimer ends queued callers' budgets; armed for sweepAt (p.clock
 	// scale, 0: unarmed). Both guarded by q's lock.
@@ -176,7 +179,8 @@ func (p *Pool) claim() *runner {
 		if best == nil {
 			return nil
 		}
-		if best.word.CompareAndSwap(bw, bw+1+genOne) {
+		if nw := bw + 1 + genOne; best.word.CompareAndSwap(bw, nw) {
+			best.checkedOut(bw, nw)
 			return best
 		}
 	}
@@ -206,10 +210,11 @@ func (p *Pool) checkoutSlow(ctx context.Context, wait time.Duration, kind waitKi
 // wait queues w and waits for a slot. When it returns, w is out of the queue
 // and its channel is empty, so w can be reused.
 func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
+	// Exact, so a budget ends when it says; the clock's coarse reading
+	// could end it up to a millisecond early.
+	queued := p.clock.Exact()
 	if wait != Infinity {
-		// Exact, so a budget ends when it says; the clock's coarse reading
-		// could end it up to a millisecond early.
-		if w.deadline = p.clock.Exact() + int64(wait); w.deadline < 0 {
+		if w.deadline = queued + int64(wait); w.deadline < 0 {
 			w.deadline = math.MaxInt64
 		}
 	}
@@ -219,6 +224,13 @@ func (p *Pool) wait(w *waiter, wait time.Duration) (*runner, error) {
 		p.q.Unlock()
 		return nil, ErrClosed
 	}
+	r, err := p.waitQueued(w)
+	p.waits.record(r != nil, p.clock.Exact()-queued)
+	return r, err
+}
+
+// waitQueued queues w, whose caller holds q's lock, and waits for a slot.
+func (p *Pool) waitQueued(w *waiter) (*runner, error) {
 	// Queue first, then look for a slot: a release that ran just before
 	// the push freed a slot this finds, and one that runs after it sees the
 	// queue and hands its slot over. Either way no slot sits free beside a
@@ -388,7 +400,7 @@ func (p *Pool) release(r *runner) {
 			p.queueLeft()
 			return
 		}
-		nw := w - 1 + genOne // a release is activity too: it restarts the idle period
+		nw := w - 1
 		if active && p.singleUse {
 			nw = withState(nw, stDraining) // used: no new checkouts
 		}
@@ -441,7 +453,8 @@ func (p *Pool) handoff(r *runner) bool {
 		if wordState(w) != stActive {
 			return false
 		}
-		if r.word.CompareAndSwap(w, w+genOne) { // same load, new checkout
+		if nw := w + genOne; r.word.CompareAndSwap(w, nw) { // same load, new checkout
+			r.checkedOut(w, nw)
 			break
 		}
 	}
@@ -666,18 +679,38 @@ func (p *Pool) Resize(min, max int) error {
 }
 
 // Stats is a snapshot of a pool for monitoring; exact when the pool is
-// quiescent.
+// quiescent. The totals count since NewPool.
 type Stats struct {
 	Name                     string
 	Min, Max, MaxConcurrency int
 	Runners                  int          // booted and taking work (not draining, shutting down, or used single-use)
-	Pending                  int          // booting
+	Pending                  int          // booting (a boot that failed or was canceled no longer counts, though its Backend.Boot call, while it runs, still counts against Max)
 	Waiting                  int          // callers queued for a slot
 	InUse                    int          // slots held across all runners
 	RunnerLoads              []RunnerLoad // every runner not yet removed, sorted by ID
-	Booted                   uint64       // successful boots since NewPool, Min boots included
+	Booted                   uint64       // successful boots, Min boots included
 	BootFailures             uint64
-	Shrunk                   uint64 // runners removed, for any reason
+	Shrunk                   uint64        // runners removed, for any reason
+	Checkouts                uint64        // slots taken
+	Waits                    uint64        // checkouts that had to queue first
+	WaitTime                 time.Duration // total time callers spent queued, those who gave up included
+	GaveUp                   uint64        // queued callers that left without a slot: ctx, budget, Close, a failed boot
+}
+
+// waitStats counts the queue's customers. Only callers that queue touch
+// it, so the free path pays nothing for it.
+type waitStats struct {
+	waits, gaveUp atomic.Uint64
+	waitTime      atomic.Int64 // ns
+}
+
+func (s *waitStats) record(got bool, waited int64) {
+	if got {
+		s.waits.Add(1)
+	} else {
+		s.gaveUp.Add(1)
+	}
+	s.waitTime.Add(waited)
 }
 
 // RunnerLoad is one runner's held slots.
@@ -693,8 +726,11 @@ func (p *Pool) Stats() Stats {
 		Name: p.cfg.Name, Min: ss.Min, Max: ss.Max, MaxConcurrency: p.mc,
 		Pending: ss.Pending, Waiting: p.q.Len(),
 		Booted: ss.Booted, BootFailures: ss.BootFailures, Shrunk: ss.Shrunk,
+		Checkouts: p.retired.Load(),
+		Waits:     p.waits.waits.Load(), GaveUp: p.waits.gaveUp.Load(), WaitTime: time.Duration(p.waits.waitTime.Load()),
 	}
 	p.byID.Range(func(id uint64, r *runner) bool {
+		st.Checkouts += r.checkouts()
 		w := r.word.Load()
 		if wordState(w) == stActive {
 			st.Runners++
@@ -761,6 +797,7 @@ func (h *host) Publish(rs []scaler.Runner) {
 	p.byID.Range(func(id uint64, r *runner) bool {
 		if _, found := slices.BinarySearchFunc(set, id, func(r *runner, id uint64) int { return cmp.Compare(r.id, id) }); !found {
 			p.byID.Delete(id)
+			p.retired.Add(r.checkouts()) // final: a removed runner is Down and takes no checkout
 		}
 		return true
 	})

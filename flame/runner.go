@@ -13,12 +13,14 @@ import (
 //
 //	bits  0..23  load: slots held
 //	bits 24..25  state: active, draining or down (scaler.State)
-//	bits 26..63  generation: +1 on every checkout and release, wraps
+//	bits 26..63  generation: +1 on every checkout (a handoff included), wraps
 //
 // "Take a slot only if active and below MaxConcurrency" and "claim for
-// shutdown only if active, load 0 and untouched since the idle period
-// began" are then each one CAS on the same word, so the idle reaper can
-// never take a runner that a caller has just claimed.
+// shutdown only if active, load 0 and not checked out since the idle
+// period began (when its load was 0 too)" are then each one CAS on the
+// same word, so the idle reaper can never take a runner that a caller has
+// just claimed. The generation doubles as the runner's checkout count
+// (Stats.Checkouts): wraps counts its overflows.
 const (
 	loadBits   = 24
 	loadMask   = 1<<loadBits - 1
@@ -43,9 +45,10 @@ func withState(w, st uint64) uint64 { return w&^stateMask | st }
 // release, so it sits alone on its cache line; the rest is set at boot and
 // read-only after, except where noted.
 type runner struct {
-	_    [64]byte
-	word atomic.Uint64
-	_    [56]byte
+	_     [64]byte
+	word  atomic.Uint64
+	wraps atomic.Uint64 // times the generation overflowed; written only then
+	_     [48]byte
 
 	id     uint64
 	node   Node
@@ -65,6 +68,25 @@ func newRunner(p *Pool, id uint64, node Node) *runner {
 	_, remote := node.(Invoker)
 	_, local := node.(*localNode)
 	return &runner{id: id, node: node, remote: remote, local: local, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
+}
+
+// checkedOut records a checkout that took the word from w to nw (the
+// generation went up by one): an overflow of the generation is counted.
+func (r *runner) checkedOut(w, nw uint64) {
+	if nw < w {
+		r.wraps.Add(1)
+	}
+}
+
+// checkouts is how many checkouts the runner has had.
+func (r *runner) checkouts() uint64 {
+	for {
+		n := r.wraps.Load()
+		w := r.word.Load()
+		if r.wraps.Load() == n {
+			return n<<(64-genShift) + w>>genShift
+		}
+	}
 }
 
 // ID implements scaler.Runner.

@@ -76,3 +76,24 @@ func TestKillKeepsLoadSoALateReleaseIsHarmless(t *testing.T) {
 		t.Fatal("checkout landed on a dead runner")
 	}
 }
+
+// A runner's checkout count is its generation plus the generation's
+// overflows: Stats.Checkouts stays exact past 2^38 checkouts.
+func TestCheckoutCountSurvivesGenerationOverflow(t *testing.T) {
+	p := &Pool{mc: 4}
+	r := &runner{id: 1, pool: p}
+	p.set.Store(&[]*runner{r})
+	const genMax = (uint64(1) << (64 - genShift)) - 1
+	r.word.Store(genMax<<genShift | stActive) // one checkout short of overflowing
+	for range 3 {
+		if p.claim() != r {
+			t.Fatal("checkout failed")
+		}
+	}
+	if got, want := r.checkouts(), genMax+3; got != want {
+		t.Fatalf("checkouts = %d, want %d", got, want)
+	}
+	if load, _, _ := r.Snapshot(); load != 3 {
+		t.Fatalf("load = %d after 3 checkouts across the overflow", load)
+	}
+}

@@ -502,6 +502,7 @@ func statsLines(st model.Stats) []string {
 		fmt.Sprintf("stats: runners=%d pending=%d waiting=%d in-use=%d min=%d max=%d",
 			st.Runners, st.Pending, st.Waiting, st.InUse, st.Min, st.Max),
 		fmt.Sprintf("stats: booted=%d boot-failures=%d shrunk=%d", st.Booted, st.BootFailures, st.Shrunk),
+		fmt.Sprintf("stats: checkouts=%d waits=%d gave-up=%d", st.Checkouts, st.Waits, st.GaveUp),
 		"stats: loads " + strings.Join(loads, " "),
 	}
 }
@@ -563,6 +564,7 @@ func (o *ops) snapshot() snapshot {
 	ms := model.Stats{
 		Min: st.Min, Max: st.Max, Runners: st.Runners, Pending: st.Pending, Waiting: st.Waiting,
 		InUse: st.InUse, Booted: st.Booted, BootFailures: st.BootFailures, Shrunk: st.Shrunk,
+		Checkouts: st.Checkouts, Waits: st.Waits, GaveUp: st.GaveUp,
 	}
 	for _, l := range st.RunnerLoads {
 		ms.RunnerLoads = append(ms.RunnerLoads, model.RunnerLoad{ID: l.ID, Load: l.Load})

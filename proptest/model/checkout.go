@@ -37,10 +37,15 @@ func (m *Model) claim() *Runner {
 	return best
 }
 
-// grant gives w a slot on r, and fn starts.
+// grant gives w a slot on r, and fn starts. Every grant is a checkout
+// (Stats.Checkouts), one to a queued caller a wait too (Stats.Waits).
 func (m *Model) grant(w *Work, r *Runner) {
 	r.Load++
 	r.Used = true
+	m.checkouts++
+	if w.Phase == Queued {
+		m.waits++
+	}
 	m.started(w, r)
 }
 
@@ -95,6 +100,13 @@ func (m *Model) popHead() *Work {
 	w := m.queue[0]
 	m.queue = m.queue[1:]
 	return w
+}
+
+// leaveQueue is a queued caller leaving without a slot (Stats.GaveUp).
+func (m *Model) leaveQueue(w *Work) {
+	m.dequeue(w)
+	w.Phase = Over
+	m.gaveUp++
 }
 
 // dequeue takes w out of the queue wherever it is.

@@ -135,8 +135,7 @@ func (t timer) fire(m *Model) {
 // the last boot error if a boot has failed (§3.2). A cast that cannot start
 // in its WithTimeout is dropped (§3.4: its errors are only logged).
 func (m *Model) waitExpired(w *Work) {
-	m.dequeue(w)
-	w.Phase = Over
+	m.leaveQueue(w)
 	if w.Spec.Kind != KindCast {
 		m.returns(w, CheckoutTimeout)
 		w.NamesBootError = m.bootFailed

@@ -50,8 +50,7 @@ func (m *Model) Close(timeout time.Duration) int {
 	m.closing = true
 	for _, w := range append([]*Work(nil), m.queue...) {
 		if w.Spec.Kind != KindCast {
-			m.dequeue(w)
-			w.Phase = Over
+			m.leaveQueue(w)
 			m.returns(w, Closed)
 		}
 	}
@@ -87,8 +86,7 @@ func (m *Model) fireCloseDeadline() {
 	_, c := m.closeDeadline()
 	c.Returned, c.Result, c.returnAt = true, CloseDeadline, m.now
 	for _, w := range append([]*Work(nil), m.queue...) {
-		m.dequeue(w) // only casts are left: dropped
-		w.Phase = Over
+		m.leaveQueue(w) // only casts are left: dropped
 	}
 	for _, w := range m.works {
 		if w.Phase != Running {

@@ -80,6 +80,7 @@ type Model struct {
 	closes     []*CloseCall
 
 	booted, bootFailures, shrunk uint64
+	checkouts, waits, gaveUp     uint64
 	bootFailed                   bool // some boot has failed: checkout timeouts name it (§3.2)
 
 	events    []Event
@@ -216,6 +217,7 @@ type Stats struct {
 	InUse                        int
 	RunnerLoads                  []RunnerLoad // by ID
 	Booted, BootFailures, Shrunk uint64
+	Checkouts, Waits, GaveUp     uint64
 }
 
 // RunnerLoad is one runner's held slots.
@@ -232,6 +234,7 @@ func (m *Model) Stats() Stats {
 		Min: m.min, Max: m.max,
 		Pending: len(m.boots), Waiting: len(m.queue),
 		Booted: m.booted, BootFailures: m.bootFailures, Shrunk: m.shrunk,
+		Checkouts: m.checkouts, Waits: m.waits, GaveUp: m.gaveUp,
 	}
 	for _, r := range m.sortedRunners() {
 		if !r.Draining {

@@ -142,8 +142,7 @@ func (m *Model) Cancel(id int) {
 		if w.Spec.Kind == KindCast && w.Spec.Unlinked {
 			break // implementation: an unlinked cast waits with context.WithoutCancel
 		}
-		m.dequeue(w)
-		w.Phase = Over
+		m.leaveQueue(w)
 		if w.Spec.Kind != KindCast {
 			m.returns(w, Canceled)
 		}

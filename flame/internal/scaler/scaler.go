@@ -45,7 +45,7 @@ const Infinity time.Duration = math.MaxInt64
 type Runner interface {
 	ID() uint64
 	// Snapshot returns the load, the generation (it changes on every
-	// checkout and release) and the state, read in one atomic load.
+	// checkout) and the state, read in one atomic load.
 	Snapshot() (load int, gen uint64, st State)
 	// ClaimIdle moves the runner from Active, load 0 and generation gen to
 	// Down in one step. It fails if anything changed since the snapshot.
@@ -121,6 +121,7 @@ type runnerInfo struct {
 	r     Runner
 	min   bool        // uses MinIdleAfter
 	gen   uint64      // generation when the idle period started
+	busy  bool        // the load was not 0 when the idle period started
 	timer *time.Timer // idle check; nil while disabled
 }
 
@@ -456,7 +457,9 @@ func (s *Scaler) armIdle(info *runnerInfo) {
 		}
 		return
 	}
-	_, info.gen, _ = info.r.Snapshot()
+	var load int
+	load, info.gen, _ = info.r.Snapshot()
+	info.busy = load > 0
 	if info.timer != nil {
 		info.timer.Reset(d)
 		return
@@ -486,8 +489,8 @@ func (s *Scaler) activeCount() int {
 // and may go without breaking Min. Requires s.mu.
 func (s *Scaler) idleCandidate(info *runnerInfo) (gen uint64, ok bool) {
 	load, gen, st := info.r.Snapshot()
-	if load != 0 || gen != info.gen || st != Active {
-		return 0, false
+	if load != 0 || info.busy || gen != info.gen || st != Active {
+		return 0, false // a release alone leaves the generation: a period that began busy is used
 	}
 	if !info.min && s.activeCount()-1 < s.min {
 		return 0, false
