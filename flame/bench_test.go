@@ -3,6 +3,7 @@ package flame
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 )
 
@@ -10,7 +11,7 @@ import (
 // before the timer starts and no benchmark measures growth.
 func benchPool(b *testing.B, runners, slots int) *Pool {
 	b.Helper()
-	p, err := NewPool(Config{Min: runners, Max: runners, MaxConcurrency: slots})
+	p, err := NewPool(Config{Min: runners, Max: runners, MaxConcurrency: slots, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
