@@ -85,22 +85,23 @@ func TestRegistryHashCoversIDsAndTypes(t *testing.T) {
 }
 
 func TestFuncErrorCodesMatchSentinels(t *testing.T) {
-	for code, target := range map[wire.Code]error{
-		wire.CodeCanceled:      context.Canceled,
-		wire.CodeDeadline:      context.DeadlineExceeded,
-		wire.CodeNotRegistered: ErrUnknownFunc,
-		wire.CodeTooLarge:      ErrTooLarge,
-		wire.CodeDecode:        ErrBadPayload,
-		wire.CodeVersionSkew:   ErrVersionSkew,
+	for code, target := range map[ErrorCode]error{
+		CodeCanceled:      context.Canceled,
+		CodeDeadline:      context.DeadlineExceeded,
+		CodeNotRegistered: ErrUnknownFunc,
+		CodeTooLarge:      ErrTooLarge,
+		CodeDecode:        ErrBadPayload,
+		CodeVersionSkew:   ErrVersionSkew,
 	} {
-		e := &FuncError{Func: "f", Code: code.String(), Message: "m"}
+		e := &FuncError{Func: "f", Code: code, Message: "m"}
 		if !errors.Is(e, target) {
 			t.Errorf("code %s does not match %v", code, target)
 		}
-		if codeOf(code.String()) != code {
-			t.Errorf("codeOf(%q) = %v", code.String(), codeOf(code.String()))
+		back := funcErrorOf("f", e.toWire())
+		if back.Code != code {
+			t.Errorf("code %s crosses the wire as %s", code, back.Code)
 		}
-		if errors.Is(&FuncError{Code: "handler"}, target) {
+		if errors.Is(&FuncError{Code: CodeHandler}, target) {
 			t.Errorf("a handler error matches %v", target)
 		}
 	}

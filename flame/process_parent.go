@@ -506,13 +506,9 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m := wire.CallMsg{Kind: kind, ID: id, Args: args}
-	if dl, ok := ctx.Deadline(); ok {
-		m.Timeout = max(time.Until(dl), 1)
-	}
-	if size := wire.CallPayloadLen(m); size > n.max {
-		return nil, &FuncError{Func: id, Code: wire.CodeTooLarge.String(),
-			Message: fmt.Sprintf("flame: %s: arguments of %d bytes exceed the message size limit of %d bytes", id, len(args), n.max)}
+	m := callMsg(ctx, kind, id, args)
+	if err := argsTooLarge(m, n.max); err != nil {
+		return nil, err
 	}
 	ln, err := n.lane()
 	if err != nil {
@@ -547,7 +543,7 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 	if err != nil {
 		n.dropLane(ln)
 		if errors.Is(err, wire.ErrTooLarge) {
-			return nil, &FuncError{Func: id, Code: wire.CodeTooLarge.String(),
+			return nil, &FuncError{Func: id, Code: CodeTooLarge,
 				Message: fmt.Sprintf("flame: %s: runner %d sent a reply above the message size limit: %v", id, n.id, err)}
 		}
 		return nil, n.laneFailed("reading the reply", err)
@@ -572,7 +568,7 @@ func (n *processNode) call(ctx context.Context, kind wire.Kind, id string, args 
 		if em.Code == wire.CodePanic {
 			return nil, &PanicError{Value: em.Message, Stack: em.Stack}
 		}
-		return nil, &FuncError{Func: id, Code: em.Code.String(), Message: em.Message}
+		return nil, funcErrorOf(id, em)
 	default:
 		n.dropLane(ln)
 		return nil, fmt.Errorf("flame: %s: runner %d: protocol error: unexpected %s", id, n.id, t)

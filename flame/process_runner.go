@@ -295,12 +295,14 @@ func (ln *runnerLane) run(reg *registered, m wire.CallMsg) {
 	ln.mu.Lock()
 	ln.cancel = nil
 	ln.mu.Unlock()
-	if em == nil && len(res) > r.info.MaxMsg {
-		em = &wire.ErrorMsg{Code: wire.CodeTooLarge, Message: fmt.Sprintf(
-			"flame: %s: result of %d bytes exceeds the message size limit of %d bytes", reg.id, len(res), r.info.MaxMsg)}
+	if em == nil {
+		if fe := resultTooLarge(reg.id, res, r.info.MaxMsg); fe != nil {
+			m := fe.toWire()
+			em = &m
+		}
 	}
 	if em != nil {
-		r.reply(ln.conn, *em)
+		r.reply(ln.conn, fitError(*em, r.info.MaxMsg)) // a huge panic or error still crosses as what it is
 		return
 	}
 	_, _ = ln.conn.Write(wire.AppendFrame(make([]byte, 0, wire.HeaderLen+len(res)), wire.Result, res))
@@ -333,18 +335,8 @@ func runHandler(ctx context.Context, reg *registered, args []byte) (res []byte, 
 	}()
 	res, err := reg.run(ctx, args)
 	if err != nil {
-		fe := asFuncError(reg.id, err)
-		return nil, &wire.ErrorMsg{Code: codeOf(fe.Code), Message: fe.Message}
+		m := asFuncError(reg.id, err).toWire()
+		return nil, &m
 	}
 	return res, nil
-}
-
-// codeOf maps a FuncError code back to its wire code.
-func codeOf(name string) wire.Code {
-	for c := wire.CodeHandler; c <= wire.CodeProtocol; c++ {
-		if c.String() == name {
-			return c
-		}
-	}
-	return wire.CodeHandler
 }

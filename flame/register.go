@@ -39,44 +39,6 @@ var (
 	ErrVersionSkew = errors.New("flame: version skew between parent and runner")
 )
 
-// FuncError is the error of a registered function as it crossed from the
-// runner: the handler's error message, intact, and a code saying what kind
-// of failure it was. The same form comes back from every backend, the local
-// one included, so code that handles errors behaves in tests as in
-// production.
-//
-// errors.Is matches context.Canceled (Code "canceled"),
-// context.DeadlineExceeded ("deadline"), ErrUnknownFunc ("not_registered"),
-// ErrTooLarge ("too_large"), ErrBadPayload ("decode") and ErrVersionSkew
-// ("version_skew"). A handler panic comes back as *PanicError instead, with
-// the panic value as a string when it crossed a process boundary.
-type FuncError struct {
-	Func    string // the function id
-	Code    string // "handler", "canceled", "deadline", "not_registered", "too_large", "decode", "version_skew", "protocol"
-	Message string // the error's message
-}
-
-func (e *FuncError) Error() string { return e.Message }
-
-// Is reports whether target is the sentinel that e's code stands for.
-func (e *FuncError) Is(target error) bool {
-	switch target {
-	case context.Canceled:
-		return e.Code == wire.CodeCanceled.String()
-	case context.DeadlineExceeded:
-		return e.Code == wire.CodeDeadline.String()
-	case ErrUnknownFunc:
-		return e.Code == wire.CodeNotRegistered.String()
-	case ErrTooLarge:
-		return e.Code == wire.CodeTooLarge.String()
-	case ErrBadPayload:
-		return e.Code == wire.CodeDecode.String()
-	case ErrVersionSkew:
-		return e.Code == wire.CodeVersionSkew.String()
-	}
-	return false
-}
-
 // Func is a function registered under a stable id: it runs on any runner,
 // in this process or in a runner process of the same binary. Its arguments
 // and result always go through the codec (JSON), on every backend, so a
@@ -138,7 +100,7 @@ func (f *Func[In, Out]) Call(ctx context.Context, p *Pool, in In, opts ...CallOp
 		return out, err
 	}
 	if err := json.Unmarshal(inv.result, &out); err != nil {
-		return out, fmt.Errorf("%w: %s: decoding the result: %v", ErrBadPayload, f.reg.id, err)
+		return out, fmt.Errorf("%w: %s: decoding the result: %w", ErrBadPayload, f.reg.id, err)
 	}
 	return out, nil
 }
@@ -167,7 +129,7 @@ func (f *Func[In, Out]) Place(ctx context.Context, p *Pool, in In, opts ...CallO
 func (f *Func[In, Out]) invocation(in In, kind wire.Kind) (*invocation, error) {
 	args, err := json.Marshal(in)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: encoding the arguments: %v", ErrBadPayload, f.reg.id, err)
+		return nil, fmt.Errorf("%w: %s: encoding the arguments: %w", ErrBadPayload, f.reg.id, err)
 	}
 	return &invocation{reg: f.reg, args: args, kind: kind}, nil
 }
@@ -178,7 +140,7 @@ func (f *Func[In, Out]) invocation(in In, kind wire.Kind) (*invocation, error) {
 func (f *Func[In, Out]) serve(ctx context.Context, args []byte) ([]byte, error) {
 	var in In
 	if err := json.Unmarshal(args, &in); err != nil {
-		return nil, &FuncError{Func: f.reg.id, Code: wire.CodeDecode.String(),
+		return nil, &FuncError{Func: f.reg.id, Code: CodeDecode,
 			Message: fmt.Sprintf("flame: %s: decoding the arguments: %v", f.reg.id, err)}
 	}
 	out, err := f.fn(ctx, in)
@@ -187,26 +149,10 @@ func (f *Func[In, Out]) serve(ctx context.Context, args []byte) ([]byte, error) 
 	}
 	res, err := json.Marshal(out)
 	if err != nil {
-		return nil, &FuncError{Func: f.reg.id, Code: wire.CodeDecode.String(),
+		return nil, &FuncError{Func: f.reg.id, Code: CodeDecode,
 			Message: fmt.Sprintf("flame: %s: encoding the result: %v", f.reg.id, err)}
 	}
 	return res, nil
-}
-
-// asFuncError turns a handler's error into the form it crosses in.
-func asFuncError(id string, err error) *FuncError {
-	var fe *FuncError
-	if errors.As(err, &fe) && fe.Code != wire.CodeHandler.String() {
-		return &FuncError{Func: id, Code: fe.Code, Message: err.Error()}
-	}
-	code := wire.CodeHandler
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		code = wire.CodeDeadline
-	case errors.Is(err, context.Canceled):
-		code = wire.CodeCanceled
-	}
-	return &FuncError{Func: id, Code: code.String(), Message: err.Error()}
 }
 
 // registered is one entry of the registry.
@@ -230,7 +176,8 @@ func lookupFunc(id string) *registered {
 	return registry.funcs[id]
 }
 
-// registryHash identifies the set of registered ids and their types.
+// registryHash identifies the set of registered ids and their types, and
+// the registered error codes.
 func registryHash() string {
 	if h := registry.hash.Load(); h != nil {
 		return *h
@@ -241,6 +188,7 @@ func registryHash() string {
 		lines = append(lines, id+"\x00"+r.sig+"\n")
 	}
 	registry.mu.RUnlock()
+	lines = append(lines, errorRegistryLines()...)
 	slices.Sort(lines)
 	sum := sha256.Sum256([]byte(strings.Join(lines, "")))
 	h := fmt.Sprintf("%d:%s", len(lines), hex.EncodeToString(sum[:8]))
@@ -284,8 +232,20 @@ func (inv *invocation) run(ctx context.Context) error {
 	if !inv.claimed.CompareAndSwap(false, true) {
 		return errors.New("flame: internal error: a registered call ran twice")
 	}
-	inv.result, err = inv.reg.run(ctx, inv.args)
-	return err
+	// In this process, with the limit a process runner applies by
+	// default: what passes here passes there.
+	if err := argsTooLarge(callMsg(ctx, inv.kind, inv.reg.id, inv.args), wire.DefaultMaxPayload); err != nil {
+		return err
+	}
+	res, err := inv.reg.run(ctx, inv.args)
+	if err != nil {
+		return err
+	}
+	if fe := resultTooLarge(inv.reg.id, res, wire.DefaultMaxPayload); fe != nil {
+		return fe
+	}
+	inv.result = res
+	return nil
 }
 
 // claimInvocation is Exec's first step on a node that runs only registered

@@ -59,6 +59,7 @@ func FuzzDecodeCall(f *testing.F) {
 // FuzzDecodeError decodes hostile ERROR payloads.
 func FuzzDecodeError(f *testing.F) {
 	f.Add(AppendError(nil, ErrorMsg{Code: CodeHandler, Message: "m"})[HeaderLen:])
+	f.Add(AppendError(nil, ErrorMsg{Code: CodeHandler, Message: "m", Registered: []string{"app.missing", "b"}, Stack: []byte("s")})[HeaderLen:])
 	f.Add([]byte{4, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, p []byte) { checkMessage(t, Error, p) })
 }

@@ -24,7 +24,7 @@
 //	CALL     parent -> runner   kind u8 | timeout uvarint (ns, 0: none) | uvarint len | fn id | args
 //	CANCEL   parent -> runner   lane uvarint | call uvarint: cancel that lane's call number call (1: its first)
 //	RESULT   runner -> parent   the encoded result
-//	ERROR    either way         code u8 | uvarint len | message | stack
+//	ERROR    either way         code u8 | uvarint len | message | uvarint n | n × (uvarint len | registered code) | stack
 //	SHUTDOWN parent -> runner   empty: finish in-flight calls, then exit
 //	PING     either way         empty: I am alive (sent every keepalive period)
 //	LANE     parent -> runner   lane uvarint; the frame carries the lane's socket (SCM_RIGHTS)
@@ -77,7 +77,11 @@ const (
 	// MaxIDLen bounds a function id in a CALL.
 	MaxIDLen = 1024
 	// ProtocolVersion is sent in HELLO; parent and runner must agree.
-	ProtocolVersion = 2
+	ProtocolVersion = 3
+	// MaxErrorCodeLen bounds a registered error code in an ERROR.
+	MaxErrorCodeLen = 128
+	// MaxErrorCodes bounds how many registered error codes an ERROR names.
+	MaxErrorCodes = 64
 )
 
 // Errors returned by the decoders.
@@ -292,16 +296,33 @@ func (c Code) String() string {
 type ErrorMsg struct {
 	Code    Code
 	Message string
-	Stack   []byte // CodePanic: the handler's stack
+	// Registered are the codes of the registered errors found in the
+	// handler's error chain (each 1 to MaxErrorCodeLen bytes, at most
+	// MaxErrorCodes of them).
+	Registered []string
+	Stack      []byte // CodePanic: the handler's stack
+}
+
+// ErrorPayloadLen is the payload size of an ERROR frame for m.
+func ErrorPayloadLen(m ErrorMsg) int {
+	n := 1 + uvarintLen(uint64(len(m.Message))) + len(m.Message) + uvarintLen(uint64(len(m.Registered))) + len(m.Stack)
+	for _, c := range m.Registered {
+		n += uvarintLen(uint64(len(c))) + len(c)
+	}
+	return n
 }
 
 // AppendError appends a whole ERROR frame.
 func AppendError(dst []byte, m ErrorMsg) []byte {
-	n := 1 + uvarintLen(uint64(len(m.Message))) + len(m.Message) + len(m.Stack)
-	dst = AppendHeader(dst, Error, n)
+	dst = AppendHeader(dst, Error, ErrorPayloadLen(m))
 	dst = append(dst, byte(m.Code))
 	dst = binary.AppendUvarint(dst, uint64(len(m.Message)))
 	dst = append(dst, m.Message...)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Registered)))
+	for _, c := range m.Registered {
+		dst = binary.AppendUvarint(dst, uint64(len(c)))
+		dst = append(dst, c...)
+	}
 	return append(dst, m.Stack...)
 }
 
@@ -320,6 +341,18 @@ func DecodeError(p []byte) (ErrorMsg, error) {
 		return m, fmt.Errorf("%w: ERROR message", err)
 	}
 	m.Message = string(msg)
+	n, k := uvarint(rest)
+	if k <= 0 || n > MaxErrorCodes {
+		return m, fmt.Errorf("%w: ERROR registered codes", ErrMalformed)
+	}
+	rest = rest[k:]
+	for range n {
+		var c []byte
+		if c, rest, err = lengthPrefixed(rest, MaxErrorCodeLen); err != nil || len(c) == 0 {
+			return m, fmt.Errorf("%w: ERROR registered code", ErrMalformed)
+		}
+		m.Registered = append(m.Registered, string(c))
+	}
 	if len(rest) > 0 {
 		m.Stack = rest
 	}

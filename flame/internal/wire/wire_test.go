@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -139,17 +140,31 @@ func TestErrorRoundTrip(t *testing.T) {
 		{Code: CodeHandler, Message: "disk full"},
 		{Code: CodePanic, Message: "boom", Stack: []byte("goroutine 1 [running]:\n...")},
 		{Code: CodeProtocol, Message: ""},
+		{Code: CodeHandler, Message: "thumb 7: missing", Registered: []string{"app.missing", "app.retry"}},
+		{Code: CodePanic, Message: "boom", Registered: []string{"x"}, Stack: []byte("stack")},
 	} {
 		typ, p, err := ReadFrame(bytes.NewReader(AppendError(nil, m)), DefaultMaxPayload)
 		if err != nil || typ != Error {
 			t.Fatal(typ, err)
 		}
+		if len(p) != ErrorPayloadLen(m) {
+			t.Fatalf("payload of %d bytes, ErrorPayloadLen says %d", len(p), ErrorPayloadLen(m))
+		}
 		got, err := DecodeError(p)
-		if err != nil || got.Code != m.Code || got.Message != m.Message || !bytes.Equal(got.Stack, m.Stack) {
+		if err != nil || got.Code != m.Code || got.Message != m.Message || !bytes.Equal(got.Stack, m.Stack) || !slices.Equal(got.Registered, m.Registered) {
 			t.Fatalf("got %+v %v, want %+v", got, err, m)
 		}
 	}
-	for name, p := range map[string][]byte{"empty": nil, "code 0": {0, 0}, "bad code": {200, 0}, "msg past the end": {1, 9, 'a'}} {
+	tooMany := []byte{1, 0, MaxErrorCodes + 1}
+	for range MaxErrorCodes + 1 {
+		tooMany = append(tooMany, 1, 'c')
+	}
+	longCode := append([]byte{1, 0, 1, MaxErrorCodeLen + 1}, bytes.Repeat([]byte{'c'}, MaxErrorCodeLen+1)...)
+	for name, p := range map[string][]byte{
+		"empty": nil, "code 0": {0, 0}, "bad code": {200, 0}, "msg past the end": {1, 9, 'a'},
+		"no code count": {1, 0}, "code past the end": {1, 0, 1, 5, 'a'}, "empty code": {1, 0, 1, 0},
+		"too many codes": tooMany, "code too long": longCode,
+	} {
 		if _, err := DecodeError(p); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
 		}
