@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -28,7 +29,7 @@ import (
 // runner is READY, or fails (and kills the child) when ctx ends first.
 func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error) {
 	if isRunner && os.Getenv(envParent) != "" {
-		return nil, errors.New("flame: this process was started as a runner, but main did not call flame.Main() first")
+		return nil, bootFailed(errors.New("flame: this process was started as a runner, but its main did not call flame.Main() first" + mainHint))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -37,7 +38,7 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	if path == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return nil, fmt.Errorf("flame: runner executable: %w", err)
+			return nil, bootFailed(fmt.Errorf("flame: runner executable: %w", err))
 		}
 		path = exe
 	}
@@ -99,7 +100,11 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 		parentEnd.Close()
 		outR.Close()
 		errR.Close()
-		return nil, fmt.Errorf("flame: runner %d: start %s: %w", spec.ID, path, err)
+		err = fmt.Errorf("flame: runner %d: start %s: %w", spec.ID, path, err)
+		if cannotExec(err) {
+			err = bootFailed(err) // a missing or non-executable Path stays so
+		}
+		return nil, err
 	}
 	n.log = b.logger(ctx).With("pool", spec.Pool, "runner", spec.ID, "pid", n.pid)
 	n.outputs.Add(2)
@@ -254,7 +259,7 @@ func (n *processNode) handshake(ctx context.Context, info parentInfo) error {
 		n.ctrl.Close()
 		<-res
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("no READY within the boot timeout (does main call flame.Main() first?)%s: %w", n.lastOutput(), ctx.Err())
+			return fmt.Errorf("no READY within the boot timeout (does the program's main call flame.Main() first?)%s: %w", n.lastOutput(), ctx.Err())
 		}
 		return fmt.Errorf("boot canceled: %w", ctx.Err())
 	}
@@ -292,7 +297,7 @@ func (n *processNode) handshakeSync(info parentInfo) error {
 			return err
 		}
 		if m.Code == wire.CodeVersionSkew {
-			return fmt.Errorf("%w: %s", ErrVersionSkew, m.Message)
+			return bootFailed(fmt.Errorf("%w: %s", ErrVersionSkew, m.Message))
 		}
 		return fmt.Errorf("runner refused to start: %s", m.Message)
 	default:
@@ -304,11 +309,11 @@ func (n *processNode) handshakeSync(info parentInfo) error {
 func checkHello(h wire.HelloMsg, info parentInfo) error {
 	switch {
 	case h.Proto != wire.ProtocolVersion:
-		return fmt.Errorf("%w: runner speaks protocol %d, parent %d", ErrVersionSkew, h.Proto, wire.ProtocolVersion)
+		return bootFailed(fmt.Errorf("%w: runner speaks protocol %d, parent %d", ErrVersionSkew, h.Proto, wire.ProtocolVersion))
 	case h.Build != info.Build:
-		return fmt.Errorf("%w: runner build %q, parent build %q: parent and runner must be the same binary", ErrVersionSkew, h.Build, info.Build)
+		return bootFailed(fmt.Errorf("%w: runner build %q, parent build %q: parent and runner must be the same binary", ErrVersionSkew, h.Build, info.Build))
 	case h.Registry != info.Registry:
-		return fmt.Errorf("%w: runner registry %s, parent registry %s: parent and runner must register the same functions with the same types", ErrVersionSkew, h.Registry, info.Registry)
+		return bootFailed(fmt.Errorf("%w: runner registry %s, parent registry %s: parent and runner must register the same functions (and errors) with the same types", ErrVersionSkew, h.Registry, info.Registry))
 	}
 	return nil
 }
@@ -318,10 +323,29 @@ func (n *processNode) bootLost(err error) error {
 	select {
 	case <-n.exited:
 		n.waitOutput(pipeGrace) // its last words, for the error
-		return fmt.Errorf("runner exited during boot (%s; does main call flame.Main() first?)%s", n.exitState, n.lastOutput())
+		return bootFailed(fmt.Errorf("runner exited before its handshake (%s)%s%s", n.exitState, mainHint, n.lastOutput()))
 	case <-time.After(lostGrace):
 		return fmt.Errorf("runner connection lost during boot: %v%s", err, n.lastOutput())
 	}
+}
+
+// mainHint says what a program whose runner never says HELLO must do.
+const mainHint = ": the program's main must call flame.Main() first, and a test binary that uses ProcessBackend needs func TestMain(m *testing.M) { flame.Main(); os.Exit(m.Run()) }"
+
+// bootFailed marks a boot failure that retrying cannot fix (ErrBootFailed):
+// the pool fails the callers waiting for it at once.
+func bootFailed(err error) error { return &bootFailedError{err} }
+
+type bootFailedError struct{ err error }
+
+func (e *bootFailedError) Error() string   { return e.err.Error() }
+func (e *bootFailedError) Unwrap() []error { return []error{ErrBootFailed, e.err} }
+
+// cannotExec reports whether starting a program failed because it is
+// missing or cannot be executed, which retrying does not change.
+func cannotExec(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+		errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EISDIR) || errors.Is(err, exec.ErrNotFound)
 }
 
 // abort ends a boot that failed: the child is killed and reaped, and every
