@@ -58,9 +58,10 @@ type Config struct {
 	OnGrowStart func(GrowEvent)        // in the boot goroutine, before Backend.Boot; a panic fails the boot
 	OnGrowEnd   func(GrowEvent, error) // err == nil: the runner is up
 	OnShrink    func(ShrinkEvent)
-	// Logger receives the pool's logs: failed boots, failed casts, panics,
-	// runners up and down. Nil means slog.Default(). To silence the pool,
-	// set slog.New(slog.DiscardHandler).
+	// Logger receives the pool's logs: failed boots, failed casts, cast
+	// panics and abandoned shutdowns at Error level, runners up and down at
+	// Debug. Nil means slog.Default(). To silence the pool, set
+	// slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
 }
 

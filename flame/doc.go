@@ -33,18 +33,24 @@
 // cannot send closures to another process, so work for them is a function
 // registered under a stable name with Register, called through the
 // returned Func (Call, Cast, Place) with JSON-encoded arguments; main must
-// call Main first, so that a copy started as a runner serves and exits. A
-// plain closure sent to a process runner fails with ErrNotPortable.
+// call Main first, so that a copy started as a runner serves and exits (and
+// so must the TestMain of a test binary that uses ProcessBackend). A plain
+// closure sent to a process runner fails with ErrNotPortable. A handler's
+// error comes back as a *FuncError with its message intact; errors
+// registered with RegisterError keep their identity for errors.Is.
 //
 // # Errors
 //
 // Call returns fn's own error unchanged. The pool adds its own conditions as
 // wrapping errors that errors.Is can match: ErrCheckoutTimeout (no slot
 // within the checkout wait), ErrTimeout (fn returned an error after its
-// execution limit), ErrRunnerDown (the runner crashed under fn), ErrClosed.
-// A panic in fn comes back as a *PanicError; it never crashes the caller or
+// execution limit), ErrRunnerDown (the runner crashed under fn), ErrClosed,
+// and ErrBootFailed (a boot failed in a way retrying cannot fix, such as a
+// missing runner executable: the callers waiting for it fail at once). A
+// panic in fn comes back as a *PanicError; it never crashes the caller or
 // the pool. ErrCheckoutTimeout and ErrTimeout also match
-// context.DeadlineExceeded.
+// context.DeadlineExceeded. Close returns an error matching ErrAbandoned
+// when backend code (Backend.Boot, Node.Shutdown) outlived its limit.
 //
 // # Concurrency
 //
@@ -62,7 +68,8 @@
 // the callers waiting outnumber what the boots under way will serve: five
 // callers arriving together on an empty pool with MaxConcurrency 2 boot
 // three runners. A failed boot is retried after a second, only while unmet
-// demand remains. Runners booted for demand shut down after
+// demand remains, and a Boot call counts against Max until it returns, even
+// past BootTimeout. Runners booted for demand shut down after
 // IdleShutdownAfter without work; Min runners stay (MinIdleShutdownAfter).
 // A crashed runner's work fails with ErrRunnerDown, queued callers are
 // re-served, and Min is restored. Resize changes Min and Max at run time.

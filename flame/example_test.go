@@ -155,3 +155,23 @@ func ExamplePool_Resize() {
 	// <nil>
 	// min 0 max 8
 }
+
+// greet is registered at package level, so that a runner process (a copy of
+// this program) registers it too.
+var greet = flame.Register("example.greet", func(ctx context.Context, name string) (string, error) {
+	return "hello, " + name, nil
+})
+
+func ExampleRegister() {
+	pool, err := flame.NewPool(flame.Config{Max: 1}) // LocalBackend: runs in this process
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close(context.Background())
+
+	// Arguments and result go through the codec even here, so a value that
+	// could not cross to a runner process fails in tests too.
+	s, err := greet.Call(context.Background(), pool, "world")
+	fmt.Println(s, err)
+	// Output: hello, world <nil>
+}

@@ -657,8 +657,8 @@ func (p *Pool) logError(msg string, args ...any) {
 	p.logger().Error(msg, append([]any{"pool", p.cfg.Name}, args...)...)
 }
 
-func (p *Pool) logInfo(msg string, args ...any) {
-	p.logger().Info(msg, append([]any{"pool", p.cfg.Name}, args...)...)
+func (p *Pool) logDebug(msg string, args ...any) {
+	p.logger().Debug(msg, append([]any{"pool", p.cfg.Name}, args...)...)
 }
 
 // Resize changes Min and Max at run time. It validates like NewPool, then
@@ -832,7 +832,7 @@ func (h *host) GrowEnd(ev scaler.Event, err error) {
 	if err != nil {
 		p.logError("runner boot failed", "runner", ev.ID, "err", err)
 	} else {
-		p.logInfo("runner up", "runner", ev.ID, "count", ev.Count)
+		p.logDebug("runner up", "runner", ev.ID, "count", ev.Count)
 	}
 	if p.cfg.OnGrowEnd == nil {
 		return
@@ -845,7 +845,7 @@ func (h *host) GrowEnd(ev scaler.Event, err error) {
 
 func (h *host) Shrink(ev scaler.Event, reason error) {
 	p := (*Pool)(h)
-	p.logInfo("runner down", "runner", ev.ID, "count", ev.Count, "reason", reason)
+	p.logDebug("runner down", "runner", ev.ID, "count", ev.Count, "reason", reason)
 	if p.cfg.OnShrink == nil {
 		return
 	}

@@ -1,0 +1,8 @@
+package main
+
+import "testing"
+
+// The README's first example runs.
+func TestQuickstartRuns(t *testing.T) {
+	main()
+}

@@ -1,0 +1,65 @@
+package goflame_test
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Every Go snippet in the README compiles, because each one is the text of
+// a program under examples/ (which the build and its tests compile and
+// run): a snippet that drifts from its program fails here.
+func TestReadmeGoSnippetsLiveInExamples(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources [][]byte
+	err = filepath.WalkDir("examples", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			sources = append(sources, normalize(b))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllSubmatch(readme, -1)
+	if len(blocks) == 0 {
+		t.Fatal("no Go snippets in README.md")
+	}
+	for i, b := range blocks {
+		snippet := normalize(b[1])
+		found := false
+		for _, src := range sources {
+			if bytes.Contains(src, snippet) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("README Go snippet %d is not the text of any program under examples/:\n%s", i+1, b[1])
+		}
+	}
+}
+
+// normalize drops blank lines and each line's trailing space, so that a
+// snippet may leave out the lines between the parts it shows.
+func normalize(b []byte) []byte {
+	var out bytes.Buffer
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimRight(line, " \t"); line != "" {
+			out.WriteString(line)
+			out.WriteByte('\n')
+		}
+	}
+	return out.Bytes()
+}
