@@ -3,7 +3,6 @@ module github.com/goflame/goflame
 go 1.26.0
 
 require (
-	github.com/jackc/puddle/v2 v2.2.3
 	github.com/puzpuzpuz/xsync/v3 v3.5.1
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0

@@ -7,9 +7,9 @@
 //	go run ./bench -scenarios free,call -cpu 1,2,4 -count 5
 //
 // Every scenario is an ordinary Go benchmark (so benchstat can compare runs):
-// free-capacity checkout+release is BenchmarkFreeCheckout in
-// flame/peers_bench_test.go (goflame's checkout is unexported), the others
-// are in this directory's _test.go files. The command compiles the two test
+// free-capacity checkout+release is BenchmarkFreeCheckout in flame (goflame's
+// half: its checkout is unexported) and here (the baselines' half); the
+// others are in this directory's _test.go files. The command compiles the two test
 // binaries once (go test -c), runs each scenario's benchmarks in them as a
 // subprocess, exactly as `go test -bench` would, and reads their output; it
 // prints the equivalent go test command for each scenario, so every number
@@ -19,7 +19,9 @@
 // it also writes DIR/bench.txt (the raw output, for benchstat),
 // DIR/results.csv (every run's every metric) and one SVG plot per scenario.
 //
-// Run it from inside the module (it calls the go command).
+// Run it from inside the repository (it calls the go command). This is a
+// module of its own, so that the library's module needs none of the
+// baselines' dependencies; the repository's go.work joins the two.
 package main
 
 import (
@@ -42,7 +44,7 @@ import (
 
 // benchRun is one benchmark a scenario runs.
 type benchRun struct {
-	pkg   string // package directory relative to the module root
+	pkg   string // package directory relative to the repository root
 	bench string // benchmark function name
 	// quick and long are the -benchtime of the quick and the -long run.
 	quick, long string
@@ -63,7 +65,10 @@ var scenarios = []scenario{
 	{
 		key:   "free",
 		title: "Free capacity: checkout + release, 4 runners × 64 slots (ns/op)",
-		runs:  []benchRun{{pkg: "flame", bench: "BenchmarkFreeCheckout", quick: "100ms", long: "1s", allCPUs: true}},
+		runs: []benchRun{ // goflame's half lives in package flame: its checkout is unexported
+			{pkg: "flame", bench: "BenchmarkFreeCheckout", quick: "100ms", long: "1s", allCPUs: true},
+			{pkg: "bench", bench: "BenchmarkFreeCheckout", quick: "100ms", long: "1s", allCPUs: true},
+		},
 		table: func(w io.Writer, rs *results) { gridTable(w, rs, "FreeCheckout") },
 		plot:  func(rs *results) []chart { return gridPlot(rs, "FreeCheckout", "checkout + release") },
 	},
@@ -213,7 +218,7 @@ func parseCPUs(s string) ([]int, error) {
 // run builds the test binaries, runs the scenarios and reports.
 func run(ctx context.Context, o options) error {
 	start := time.Now()
-	root, err := moduleRoot(ctx)
+	root, err := repoRoot(ctx)
 	if err != nil {
 		return err
 	}
@@ -383,16 +388,18 @@ func runBench(cmd *exec.Cmd, o options, raw io.Writer, rs *results) error {
 	return nil
 }
 
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+// repoRoot is the repository's root: the directory of its go.work, which
+// holds the library module and this one.
+func repoRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOWORK").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", fmt.Errorf("go env GOWORK: %w", err)
 	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the goflame module: run go run ./bench from the repository")
+	work := strings.TrimSpace(string(out))
+	if work == "" || work == "off" {
+		return "", errors.New("not inside the goflame repository (no go.work): run go run ./bench from the repository")
 	}
-	return filepath.Dir(mod), nil
+	return filepath.Dir(work), nil
 }
 
 func writePlot(path, title string, panels []chart) error {

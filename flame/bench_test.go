@@ -19,29 +19,6 @@ func benchPool(b *testing.B, runners, slots int) *Pool {
 	return p
 }
 
-// BenchmarkCheckoutRelease is the free-capacity hot path: 4 runners x 64
-// slots, so no caller ever waits.
-func BenchmarkCheckoutRelease(b *testing.B) {
-	for _, par := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("par=%d", par), func(b *testing.B) {
-			p := benchPool(b, 4, 64)
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.SetParallelism(par)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					r, err := p.checkout(ctx, Infinity, kindCall)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					p.release(r)
-				}
-			})
-		})
-	}
-}
-
 // BenchmarkCall is the full Call path with a no-op fn and the default
 // Config timeouts.
 func BenchmarkCall(b *testing.B) {
@@ -81,4 +58,42 @@ func BenchmarkCallSaturated(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkFreeCheckout is scenario 1 of the benchmark harness (bench/),
+// goflame's half: checkout + release with free capacity, 4 runners × 64
+// slots, more than the callers (at most 64 × GOMAXPROCS goroutines hold one
+// slot each), so no caller ever waits. The baselines' half, under the same
+// names, is BenchmarkFreeCheckout in bench/; `go run ./bench` runs both:
+//
+//	go test -run '^$' -bench BenchmarkFreeCheckout -benchmem -cpu 1,2 ./flame ./bench
+//
+// It lives here because checkout and release are unexported. The operation
+// is a closure, as for every baseline, so the comparison is like for like.
+func BenchmarkFreeCheckout(b *testing.B) {
+	for _, par := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("impl=goflame/par=%d", par), func(b *testing.B) {
+			p := benchPool(b, 4, 64)
+			op := func(ctx context.Context) error {
+				r, err := p.checkout(ctx, Infinity, kindCall)
+				if err != nil {
+					return err
+				}
+				p.release(r)
+				return nil
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(par)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := op(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
