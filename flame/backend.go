@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+
+	"github.com/goflame/goflame/flame/internal/wire"
 )
 
 // Backend boots runners. Runner IDs start at 1 and increase in boot order,
@@ -45,17 +47,31 @@ type Node interface {
 
 // LocalBackend boots in-process runners: fn runs on the calling goroutine.
 // A runner is then only a share of the pool's capacity, which is what the
-// pool's limits, events and scaling act on.
-type LocalBackend struct{}
+// pool's limits, events and scaling act on. The zero value works.
+//
+// Registered functions (Func) run in this process too, but their arguments
+// and result still go through the codec and are held to the message size
+// limit a process runner applies, so that a value that could not cross a
+// process fails in tests, not in production.
+type LocalBackend struct {
+	// MaxMessageSize caps a registered call's encoded arguments and result
+	// in bytes, as ProcessBackend.MaxMessageSize does; default 16 MiB.
+	MaxMessageSize int
+}
 
 // Boot implements Backend.
-func (LocalBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error) {
-	return &localNode{done: make(chan struct{})}, nil
+func (b LocalBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error) {
+	limit := b.MaxMessageSize
+	if limit <= 0 {
+		limit = wire.DefaultMaxPayload
+	}
+	return &localNode{done: make(chan struct{}), maxMsg: limit}, nil
 }
 
 type localNode struct {
-	once sync.Once
-	done chan struct{}
+	once   sync.Once
+	done   chan struct{}
+	maxMsg int
 }
 
 func (n *localNode) Exec(ctx context.Context, fn func(context.Context) error) error {

@@ -64,7 +64,7 @@ func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit 
 		return c
 	}
 	c.limit = int64(limit)
-	if r.remote {
+	if r.invoker != nil {
 		// A remote call takes tens of microseconds and sends its deadline
 		// at once, so an exact reading costs it nothing, while the coarse
 		// clock's refresher, ticking every millisecond as long as calls

@@ -84,18 +84,6 @@ type ProcessBackend struct {
 const (
 	envParent        = "FLAME_PARENT"
 	defaultKeepAlive = 2 * time.Second
-	// termGrace is how long a runner has between SIGTERM and SIGKILL.
-	termGrace = 2 * time.Second
-	// lostGrace is how long a runner whose socket broke may take to exit
-	// by itself before it is killed.
-	lostGrace = 500 * time.Millisecond
-	// pipeGrace is how long output readers wait for EOF after the runner
-	// exited (a grandchild may hold the pipe) before they are closed.
-	pipeGrace = 500 * time.Millisecond
-	// helloMax caps the handshake frames.
-	helloMax = 64 << 10
-	// tailLines is how many stderr lines a failed boot reports.
-	tailLines = 8
 )
 
 func (b ProcessBackend) maxMessage() int {
@@ -122,9 +110,9 @@ func (b ProcessBackend) logger(ctx context.Context) *slog.Logger {
 	return slog.Default()
 }
 
-// isRunner and runnerEnv are read once, at package init: this process was
+// isRunner and parentEnv are read once, at package init: this process was
 // started by a ProcessBackend.
-var runnerEnv, isRunner = os.LookupEnv(envParent)
+var parentEnv, isRunner = os.LookupEnv(envParent)
 
 // IsRunner reports whether this process was started as a runner by a
 // ProcessBackend. It is set before any package is initialized, so
@@ -150,7 +138,7 @@ func Main() {
 		return
 	}
 	os.Unsetenv(envParent)
-	os.Exit(serveRunner(runnerEnv))
+	os.Exit(serveRunner(parentEnv))
 }
 
 // parentInfo is what a parent tells a runner it starts, in FLAME_PARENT:

@@ -1,17 +1,16 @@
-//go:build linux
+//go:build unix
 
 package flame
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"net"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/goflame/goflame/flame/internal/link"
+	"github.com/goflame/goflame/flame/internal/session"
 	"github.com/goflame/goflame/flame/internal/wire"
 )
 
@@ -123,171 +122,14 @@ func TestRunnerLostErrorMatchesErrRunnerDown(t *testing.T) {
 	}
 }
 
-// laneRelease and laneStarted drive laneProbe from the lane tests.
-var (
-	laneRelease = make(chan struct{}, 1)
-	laneStarted = make(chan struct{}, 1)
-)
-
-// laneProbe reports whether its ctx was cancelled: at once when wait is
-// false; when wait is true, after it is released or cancelled.
-var laneProbe = Register("test.internal.laneprobe", func(ctx context.Context, wait bool) (string, error) {
-	if wait {
-		laneStarted <- struct{}{}
-		select {
-		case <-ctx.Done():
-		case <-laneRelease:
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	return "ran", nil
-})
-
-// serveTestLane serves one runner lane over a pipe and returns the
-// parent's end.
-func serveTestLane(t *testing.T) (*runnerLane, net.Conn) {
-	t.Helper()
-	select { // a token a failed test left
-	case <-laneRelease:
-	default:
-	}
-	r := &runnerProc{info: parentInfo{Runner: 1, MaxMsg: 1 << 20}, lanes: make(map[uint64]*runnerLane)}
-	r.ctx, r.cancel = context.WithCancelCause(context.Background())
-	near, far := net.Pipe()
-	ln := &runnerLane{r: r, id: 1, conn: far}
-	r.lanes[1] = ln
-	done := make(chan struct{})
-	go func() { ln.serve(); close(done) }()
-	t.Cleanup(func() { near.Close(); <-done; r.cancel(nil) })
-	return ln, near
-}
-
-func laneCall(t *testing.T, c net.Conn, wait bool) {
-	t.Helper()
-	args := []byte("false")
-	if wait {
-		args = []byte("true")
-	}
-	if _, err := c.Write(wire.AppendCall(nil, wire.CallMsg{ID: laneProbe.ID(), Args: args})); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func laneReply(t *testing.T, c net.Conn) string {
-	t.Helper()
-	typ, p, err := wire.ReadFrame(c, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if typ == wire.Error {
-		m, err := wire.DecodeError(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.Code.String() + ": " + m.Message
-	}
-	return typ.String() + ": " + string(p)
-}
-
-// A CANCEL that overtakes its CALL (they travel on different sockets)
-// cancels the call as it starts.
-func TestRunnerLaneCancelBeforeCallCancelsIt(t *testing.T) {
-	ln, c := serveTestLane(t)
-	ln.cancelCall(1)
-	laneCall(t, c, false)
-	if got := laneReply(t, c); !strings.HasPrefix(got, "canceled:") {
-		t.Fatalf("reply = %q; want the call canceled", got)
-	}
-	laneCall(t, c, false) // call 2 is not touched
-	if got := laneReply(t, c); got != `RESULT: "ran"` {
-		t.Fatalf("second call: %q", got)
-	}
-}
-
-// A CANCEL that comes late, after its call's reply, does not touch the
-// next call on the lane.
-func TestRunnerLaneLateCancelSparesTheNextCall(t *testing.T) {
-	ln, c := serveTestLane(t)
-	laneCall(t, c, false)
-	if got := laneReply(t, c); got != `RESULT: "ran"` {
-		t.Fatalf("first call: %q", got)
-	}
-	laneCall(t, c, true)
-	<-laneStarted
-	ln.cancelCall(1) // late: call 1 is over
-	laneRelease <- struct{}{}
-	if got := laneReply(t, c); got != `RESULT: "ran"` {
-		t.Fatalf("call 2 after call 1's late CANCEL: %q; want it to run uncancelled", got)
-	}
-	laneCall(t, c, true)
-	<-laneStarted
-	ln.cancelCall(3)
-	if got := laneReply(t, c); !strings.HasPrefix(got, "canceled:") {
-		t.Fatalf("call 3 cancelled while running: %q", got)
-	}
-}
-
-// A lane carries CALLs only; anything else gets a protocol error and the
-// lane is closed.
-func TestRunnerLaneRefusesOtherFrames(t *testing.T) {
-	_, c := serveTestLane(t)
-	if _, err := c.Write(wire.AppendFrame(nil, wire.Ready, nil)); err != nil {
-		t.Fatal(err)
-	}
-	if got := laneReply(t, c); !strings.HasPrefix(got, "protocol:") {
-		t.Fatalf("reply to READY on a lane = %q", got)
-	}
-	if _, _, err := wire.ReadFrame(c, 64); !errors.Is(err, io.EOF) {
-		t.Fatalf("lane after a protocol error: %v; want it closed", err)
-	}
-}
-
-// A lane that ends means the runner is going down (ErrRunnerDown, once
-// the node says why); any other failure is the call's own error, at once.
-func TestLaneFailureIsRunnerDownOnlyWhenTheConnectionIsGone(t *testing.T) {
-	n := &processNode{id: 4, pid: 99, done: make(chan struct{})}
+// A call that fails because the connection is gone is ErrRunnerDown; once
+// the node is down, the error says why.
+func TestLostCallIsRunnerDownSayingWhy(t *testing.T) {
+	n := &processNode{id: 4, child: &childProc{pid: 99}, done: make(chan struct{})}
 	n.reason = &runnerLostError{id: 4, pid: 99, state: "signal: killed"}
 	close(n.done)
-	for _, err := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.EPIPE, syscall.ECONNRESET, net.ErrClosed, errNodeDown} {
-		if got := n.laneFailed("reading the reply", err); !errors.Is(got, ErrRunnerDown) || !strings.Contains(got.Error(), "signal: killed") {
-			t.Errorf("lane failure %v -> %v; want ErrRunnerDown saying why", err, got)
-		}
-	}
-	for _, err := range []error{syscall.EMFILE, wire.ErrMalformed, errors.New("odd")} {
-		got := n.laneFailed("reading the reply", err)
-		if errors.Is(got, ErrRunnerDown) || !errors.Is(got, err) || !strings.Contains(got.Error(), "runner 4: reading the reply") {
-			t.Errorf("lane failure %v -> %v; want the call's own error, not ErrRunnerDown", err, got)
-		}
-	}
-}
-
-// The handshake reads HELLO, then READY, letting heartbeats through.
-func TestHandshakeSkipsHeartbeatsBeforeReady(t *testing.T) {
-	a, b, err := link.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent, err := link.FromFile(a, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runner, err := link.FromFile(b, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer parent.Close()
-	defer runner.Close()
-	info := parentInfo{Build: buildID(), Registry: registryHash()}
-	hello := wire.HelloMsg{Proto: wire.ProtocolVersion, Build: info.Build, Registry: info.Registry}
-	for _, f := range [][]byte{wire.AppendHello(nil, hello), wire.AppendFrame(nil, wire.Ping, nil), wire.AppendFrame(nil, wire.Ready, nil)} {
-		if err := runner.Write(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n := &processNode{id: 1, ctrl: parent, exited: make(chan struct{})}
-	if err := n.handshakeSync(info); err != nil {
-		t.Fatalf("handshake with a PING before READY: %v", err)
+	got := n.lost(fmt.Errorf("%w: reading the reply: %w", session.ErrLost, io.EOF))
+	if !errors.Is(got, ErrRunnerDown) || !strings.Contains(got.Error(), "signal: killed") {
+		t.Errorf("lost call -> %v; want ErrRunnerDown saying why", got)
 	}
 }

@@ -623,15 +623,15 @@ func TestProcessUnknownFuncAndUndecodableArgs(t *testing.T) {
 	}()
 	inv := node.(flame.Invoker)
 
-	_, err = inv.Invoke(ctx, "no.such.func", []byte(`{}`))
+	_, err = inv.Invoke(ctx, flame.Invocation{Func: "no.such.func", Args: []byte(`{}`)})
 	if !errors.Is(err, flame.ErrUnknownFunc) || !strings.Contains(err.Error(), `"no.such.func" is not registered on runner 7`) {
 		t.Fatalf("unknown id: %v; want ErrUnknownFunc naming the id and runner", err)
 	}
-	_, err = inv.Invoke(ctx, "test.echo", []byte(`{"Name": 12`))
+	_, err = inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: []byte(`{"Name": 12`)})
 	if !errors.Is(err, flame.ErrBadPayload) || !strings.Contains(err.Error(), "test.echo: decoding the arguments") {
 		t.Fatalf("undecodable args: %v; want ErrBadPayload", err)
 	}
-	res, err := inv.Invoke(ctx, "test.echo", []byte(`{"Name":"raw"}`))
+	res, err := inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: []byte(`{"Name":"raw"}`)})
 	if err != nil || !bytes.Contains(res, []byte(`"Greeting":"hello, raw"`)) {
 		t.Fatalf("raw invoke: %s, %v", res, err)
 	}
@@ -1001,7 +1001,7 @@ func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := node.(flame.Invoker)
-	res, err := inv.Invoke(ctx, ignoreTermFn.ID(), []byte("0"))
+	res, err := inv.Invoke(ctx, flame.Invocation{Func: ignoreTermFn.ID(), Args: []byte("0")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1010,7 +1010,7 @@ func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "started")
 	callErr := make(chan error, 1)
 	go func() {
-		_, err := inv.Invoke(ctx, "test.block", []byte(fmt.Sprintf(`{"Marker":%q,"For":3600000000000,"Ignore":true}`, marker)))
+		_, err := inv.Invoke(ctx, flame.Invocation{Func: "test.block", Args: []byte(fmt.Sprintf(`{"Marker":%q,"For":3600000000000,"Ignore":true}`, marker))})
 		callErr <- err
 	}()
 	waitMarker(t, marker)

@@ -87,19 +87,20 @@ func (f *Func[In, Out]) ID() string { return f.reg.id }
 
 // Call runs f with in on a runner of p and returns its result: Pool.Call
 // for a registered function, with the same checkout, limits, options and
-// errors. On a runner process the call crosses the process boundary; on a
-// local runner f runs in this process, arguments and result still going
-// through the codec. f's own error comes back as a *FuncError (see there).
+// errors. On a runner in another process the call crosses there (the
+// node's Invoker); on a local runner f runs in this process, arguments and
+// result still going through the codec. f's own error comes back as a
+// *FuncError (see there).
 func (f *Func[In, Out]) Call(ctx context.Context, p *Pool, in In, opts ...CallOption) (Out, error) {
 	var out Out
-	inv, err := f.invocation(in, wire.KindCall)
+	inv, err := f.invocation(in, KindCall)
 	if err != nil {
 		return out, err
 	}
-	if err := p.Call(context.WithValue(ctx, invocationKey{}, inv), inv.run, opts...); err != nil {
+	if err := p.call(ctx, job{inv: inv}, opts); err != nil {
 		return out, err
 	}
-	if err := json.Unmarshal(inv.result, &out); err != nil {
+	if err := json.Unmarshal(inv.res, &out); err != nil {
 		return out, fmt.Errorf("%w: %s: decoding the result: %w", ErrBadPayload, f.reg.id, err)
 	}
 	return out, nil
@@ -108,30 +109,30 @@ func (f *Func[In, Out]) Call(ctx context.Context, p *Pool, in In, opts ...CallOp
 // Cast runs f with in on a runner of p without waiting: Pool.Cast for a
 // registered function. The result is dropped; errors are logged by the pool.
 func (f *Func[In, Out]) Cast(ctx context.Context, p *Pool, in In, opts ...CallOption) error {
-	inv, err := f.invocation(in, wire.KindCast)
+	inv, err := f.invocation(in, KindCast)
 	if err != nil {
 		return err
 	}
-	return p.Cast(context.WithValue(ctx, invocationKey{}, inv), inv.run, opts...)
+	return p.cast(ctx, job{inv: inv}, opts)
 }
 
 // Place starts f with in on a runner of p and returns once it has started:
 // Pool.PlaceChild for a registered function. The child's Err is f's error;
 // its result is dropped.
 func (f *Func[In, Out]) Place(ctx context.Context, p *Pool, in In, opts ...CallOption) (*Child, error) {
-	inv, err := f.invocation(in, wire.KindPlace)
+	inv, err := f.invocation(in, KindPlace)
 	if err != nil {
 		return nil, err
 	}
-	return p.PlaceChild(context.WithValue(ctx, invocationKey{}, inv), inv.run, opts...)
+	return p.place(ctx, job{inv: inv}, opts)
 }
 
-func (f *Func[In, Out]) invocation(in In, kind wire.Kind) (*invocation, error) {
+func (f *Func[In, Out]) invocation(in In, kind Kind) (*invocation, error) {
 	args, err := json.Marshal(in)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: encoding the arguments: %w", ErrBadPayload, f.reg.id, err)
 	}
-	return &invocation{reg: f.reg, args: args, kind: kind}, nil
+	return &invocation{Invocation: Invocation{Func: f.reg.id, Kind: kind, Args: args}, reg: f.reg}, nil
 }
 
 // serve decodes args, runs fn and encodes its result. Errors come back as
@@ -194,75 +195,4 @@ func registryHash() string {
 	h := fmt.Sprintf("%d:%s", len(lines), hex.EncodeToString(sum[:8]))
 	registry.hash.Store(&h)
 	return h
-}
-
-// invocationKey carries an *invocation in the ctx of a Func's call, so that
-// a node in another process finds what to run remotely.
-type invocationKey struct{}
-
-// invocation is one call of a registered function on its way to a runner.
-//
-// The Func passes the pool a closure (run) plus this record in the call's
-// ctx. A local node just calls the closure, which runs the function here.
-// A remote node's Exec claims the record (once: a nested call made from
-// inside a local handler finds its parent's record already claimed), sets
-// remote, and then calls the closure, which sends the call over. Both run
-// on the goroutine of Node.Exec.
-type invocation struct {
-	reg     *registered
-	args    []byte
-	kind    wire.Kind
-	claimed atomic.Bool
-	remote  remoteRunner // set by the node that claimed it, before run
-	result  []byte       // written by run; read by the Func after the pool returns
-}
-
-// remoteRunner is a node that runs registered functions in another process.
-type remoteRunner interface {
-	call(ctx context.Context, kind wire.Kind, id string, args []byte) ([]byte, error)
-}
-
-// run is the fn that the Func hands to the pool.
-func (inv *invocation) run(ctx context.Context) error {
-	var err error
-	if inv.remote != nil {
-		inv.result, err = inv.remote.call(ctx, inv.kind, inv.reg.id, inv.args)
-		return err
-	}
-	if !inv.claimed.CompareAndSwap(false, true) {
-		return errors.New("flame: internal error: a registered call ran twice")
-	}
-	// In this process, with the limit a process runner applies by
-	// default: what passes here passes there.
-	if err := argsTooLarge(callMsg(ctx, inv.kind, inv.reg.id, inv.args), wire.DefaultMaxPayload); err != nil {
-		return err
-	}
-	res, err := inv.reg.run(ctx, inv.args)
-	if err != nil {
-		return err
-	}
-	if fe := resultTooLarge(inv.reg.id, res, wire.DefaultMaxPayload); fe != nil {
-		return fe
-	}
-	inv.result = res
-	return nil
-}
-
-// claimInvocation is Exec's first step on a node that runs only registered
-// functions: it finds the Func's record in ctx and claims it for node.
-// A plain closure has no record: ErrNotPortable.
-func claimInvocation(ctx context.Context, node remoteRunner) error {
-	inv, _ := ctx.Value(invocationKey{}).(*invocation)
-	if inv == nil || !inv.claimed.CompareAndSwap(false, true) {
-		return ErrNotPortable
-	}
-	inv.remote = node
-	return nil
-}
-
-// Invoker is implemented by nodes that run registered functions by id, such
-// as those of ProcessBackend. Invoke runs the function registered under id
-// with already encoded arguments and returns its encoded result.
-type Invoker interface {
-	Invoke(ctx context.Context, id string, args []byte) ([]byte, error)
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/goflame/goflame/flame/internal/scaler"
+	"github.com/goflame/goflame/flame/internal/wire"
 )
 
 // A runner's state and load share one 64-bit word, so that every decision
@@ -50,13 +51,14 @@ type runner struct {
 	wraps atomic.Uint64 // times the generation overflowed; written only then
 	_     [48]byte
 
-	id     uint64
-	node   Node
-	remote bool // node is an Invoker: its calls cross a process boundary
-	local  bool // node is LocalBackend's: fn runs on the caller's goroutine
-	pool   *Pool
-	ctx    context.Context         // cancelled when the runner goes down: fn contexts follow it
-	cancel context.CancelCauseFunc // with ErrRunnerDown (crash) or ErrClosed (Close)
+	id      uint64
+	node    Node
+	invoker Invoker // node as an Invoker, or nil: registered calls then run in this process
+	local   bool    // node is LocalBackend's: fn runs on the caller's goroutine
+	maxMsg  int     // the message size limit for registered calls run in this process
+	pool    *Pool
+	ctx     context.Context         // cancelled when the runner goes down: fn contexts follow it
+	cancel  context.CancelCauseFunc // with ErrRunnerDown (crash) or ErrClosed (Close)
 
 	resized   atomic.Bool   // drained by Resize (not by single use)
 	stopWatch chan struct{} // closed when the pool shuts the runner down on purpose
@@ -65,9 +67,12 @@ type runner struct {
 
 func newRunner(p *Pool, id uint64, node Node) *runner {
 	ctx, cancel := context.WithCancelCause(p.baseCtx)
-	_, remote := node.(Invoker)
-	_, local := node.(*localNode)
-	return &runner{id: id, node: node, remote: remote, local: local, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
+	r := &runner{id: id, node: node, maxMsg: wire.DefaultMaxPayload, pool: p, ctx: ctx, cancel: cancel, stopWatch: make(chan struct{})}
+	r.invoker, _ = node.(Invoker)
+	if ln, ok := node.(*localNode); ok {
+		r.local, r.maxMsg = true, ln.maxMsg
+	}
+	return r
 }
 
 // checkedOut records a checkout that took the word from w to nw (the

@@ -1,18 +1,12 @@
 //go:build unix
 
-// Package link is the connection between a goflame parent and one runner
-// process: a control connection (a Unix socket) that carries the control
-// frames and, beside each LANE frame, the socket of a new lane (passed
-// with SCM_RIGHTS); and the lanes, one socket pair per call in flight,
-// each carrying a CALL and then its reply, in turn.
-//
-// Why lanes rather than streams multiplexed over one socket: a lane is read
-// by the goroutine that waits for the reply (parent) or runs the call
-// (runner), so a round trip wakes one goroutine on each side, as a bare
-// socket ping-pong does. A multiplexer adds a demultiplexing goroutine on
-// each side (and a sending goroutine, in yamux's case); each extra wakeup
-// of an idle thread costs tens of microseconds on a small virtual machine,
-// which more than doubled a small call's round trip.
+// Package link is the Unix-socket transport between a goflame parent and a
+// runner that is its child process: a control connection (one end of a
+// socket pair, the runner's fd 3) that carries the session's frames
+// (package session) and, beside each LANE frame, the socket of a new lane
+// (passed with SCM_RIGHTS); each lane is a socket pair of its own. Passing
+// sockets spares the runner any dialling: it is the fastest transport, and
+// the one ProcessBackend uses.
 package link
 
 import (
@@ -249,6 +243,15 @@ func (c *Control) claim() (int, bool) {
 	fd := c.fds[0]
 	c.fds = c.fds[1:]
 	return fd, true
+}
+
+// Lane returns the runner's end of lane id: conn, the socket that came
+// beside the LANE frame (ReadFrame refuses a LANE frame without one).
+func (c *Control) Lane(id uint64, conn net.Conn) (net.Conn, error) {
+	if conn == nil {
+		return nil, fmt.Errorf("lane %d: %w", id, ErrNoSocket)
+	}
+	return conn, nil
 }
 
 // Close closes the connection and any socket received and not claimed. A

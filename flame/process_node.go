@@ -1,0 +1,334 @@
+//go:build unix
+
+package flame
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/goflame/goflame/flame/internal/link"
+	"github.com/goflame/goflame/flame/internal/session"
+	"github.com/goflame/goflame/flame/internal/wire"
+)
+
+const (
+	// termGrace is how long a runner has between SIGTERM and SIGKILL.
+	termGrace = 2 * time.Second
+	// lostGrace is how long a runner whose connection broke may take to
+	// exit by itself before it is killed.
+	lostGrace = 500 * time.Millisecond
+)
+
+// Boot implements Backend: it starts a runner process and returns once the
+// runner is READY, or fails (and kills the child) when ctx ends first.
+func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error) {
+	if isRunner && os.Getenv(envParent) != "" {
+		return nil, bootFailed(errors.New("flame: this process was started as a runner, but its main did not call flame.Main() first" + mainHint))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	path := b.Path
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, bootFailed(fmt.Errorf("flame: runner executable: %w", err))
+		}
+		path = exe
+	}
+	ka := b.keepAlive()
+	info := parentInfo{
+		V: parentInfoVersion, Pool: spec.Pool, Runner: spec.ID, Conn: "fd:3",
+		Build: buildID(), Registry: registryHash(), MaxMsg: b.maxMessage(),
+		KeepAliveMS: ka.Milliseconds(), ParentPID: os.Getpid(),
+	}
+	parentEnd, childEnd, err := link.Pair()
+	if err != nil {
+		return nil, fmt.Errorf("flame: runner %d: %w", spec.ID, err)
+	}
+	cmd := exec.Command(path, b.Args...)
+	cmd.Env = runnerEnv(b.Env, info)
+	cmd.ExtraFiles = []*os.File{childEnd} // fd 3
+	cmd.SysProcAttr = sysProcAttr()
+	log := b.logger(ctx).With("pool", spec.Pool, "runner", spec.ID)
+	child, err := startChild(cmd, log)
+	childEnd.Close()
+	if err != nil {
+		parentEnd.Close()
+		err = fmt.Errorf("flame: runner %d: start %s: %w", spec.ID, path, err)
+		if cannotExec(err) {
+			err = bootFailed(err) // a missing or non-executable Path stays so
+		}
+		return nil, err
+	}
+	n := &processNode{id: spec.ID, max: info.MaxMsg, child: child, log: child.log, done: make(chan struct{})}
+	ctrl, err := link.FromFile(parentEnd, 0)
+	if err != nil {
+		child.kill()
+		return nil, fmt.Errorf("flame: runner %d: %w", spec.ID, err)
+	}
+	// The handshake is bounded by ctx (BootTimeout); the heartbeat's limit
+	// applies once the runner is READY and pings.
+	n.sess, err = session.Open(ctx, ctrl, session.ParentConfig{
+		KeepAlive: ka,
+		MaxMsg:    info.MaxMsg,
+		Check:     func(h wire.HelloMsg) error { return checkHello(h, info) },
+		Log: func(msg string, args ...any) {
+			if !n.stopping.Load() {
+				n.log.Debug(msg, args...)
+			}
+		},
+	})
+	if err != nil {
+		err = n.bootError(ctx, err)
+		child.kill()
+		return nil, fmt.Errorf("flame: runner %d (pid %d): %w", spec.ID, child.pid, err)
+	}
+	n.log.Debug("runner process ready")
+	go n.monitor()
+	return n, nil
+}
+
+// runnerEnv is a runner's environment: this process's, without its own
+// FLAME_PARENT, then extra, then the runner's FLAME_PARENT.
+func runnerEnv(extra []string, info parentInfo) []string {
+	env := make([]string, 0, len(os.Environ())+len(extra)+1)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envParent+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, extra...)
+	return append(env, envParent+"="+info.encode())
+}
+
+// bootError explains a failed handshake.
+func (n *processNode) bootError(ctx context.Context, err error) error {
+	var refused *session.RefusedError
+	switch {
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("no READY within the boot timeout (does the program's main call flame.Main() first?)%s: %w", n.child.lastOutput(), ctx.Err())
+		}
+		return fmt.Errorf("boot canceled: %w", ctx.Err())
+	case errors.As(err, &refused) && refused.Code == wire.CodeVersionSkew:
+		return bootFailed(fmt.Errorf("%w: %s", ErrVersionSkew, refused.Message))
+	case errors.Is(err, session.ErrLost):
+		select {
+		case <-n.child.exited:
+			n.child.waitOutput(pipeGrace) // its last words, for the error
+			return bootFailed(fmt.Errorf("runner exited before its handshake (%s)%s%s", n.child.exitState, mainHint, n.child.lastOutput()))
+		case <-time.After(lostGrace):
+			return fmt.Errorf("runner connection lost during boot: %w%s", err, n.child.lastOutput())
+		}
+	}
+	return err
+}
+
+// mainHint says what a program whose runner never says HELLO must do.
+const mainHint = ": the program's main must call flame.Main() first, and a test binary that uses ProcessBackend needs func TestMain(m *testing.M) { flame.Main(); os.Exit(m.Run()) }"
+
+// checkHello compares what the runner says it is with what the parent is.
+func checkHello(h wire.HelloMsg, info parentInfo) error {
+	switch {
+	case h.Proto != wire.ProtocolVersion:
+		return bootFailed(fmt.Errorf("%w: runner speaks protocol %d, parent %d", ErrVersionSkew, h.Proto, wire.ProtocolVersion))
+	case h.Build != info.Build:
+		return bootFailed(fmt.Errorf("%w: runner build %q, parent build %q: parent and runner must be the same binary", ErrVersionSkew, h.Build, info.Build))
+	case h.Registry != info.Registry:
+		return bootFailed(fmt.Errorf("%w: runner registry %s, parent registry %s: parent and runner must register the same functions (and errors) with the same types", ErrVersionSkew, h.Registry, info.Registry))
+	}
+	return nil
+}
+
+// bootFailed marks a boot failure that retrying cannot fix (ErrBootFailed):
+// the pool fails the callers waiting for it at once.
+func bootFailed(err error) error { return &bootFailedError{err} }
+
+type bootFailedError struct{ err error }
+
+func (e *bootFailedError) Error() string   { return e.err.Error() }
+func (e *bootFailedError) Unwrap() []error { return []error{ErrBootFailed, e.err} }
+
+// cannotExec reports whether starting a program failed because it is
+// missing or cannot be executed, which retrying does not change.
+func cannotExec(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+		errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EISDIR) || errors.Is(err, exec.ErrNotFound)
+}
+
+// processNode is the parent's handle on one runner process: the child
+// (childProc) and the session with it (session.Parent).
+//
+// Ownership: id, max, child, log and sess are set during Boot and
+// read-only after; reason is written once (downOnce) before done is
+// closed.
+type processNode struct {
+	id    uint64
+	max   int
+	child *childProc
+	log   *slog.Logger
+	sess  *session.Parent
+
+	stopping atomic.Bool // Shutdown was asked for
+	downOnce sync.Once
+	reason   error         // why the node stopped; set before done is closed
+	done     chan struct{} // closed once the child is reaped and everything is released
+}
+
+// monitor waits for the child to exit or its connection to break, then
+// marks the node down.
+func (n *processNode) monitor() {
+	select {
+	case <-n.child.exited:
+	case <-n.sess.Done():
+	}
+	n.down()
+}
+
+// down stops the node once: the child is reaped (killed first if its
+// connection broke and it does not exit by itself), the session closed and
+// the output drained; then Done is closed.
+func (n *processNode) down() {
+	n.downOnce.Do(func() {
+		if n.stopping.Load() {
+			<-n.child.exited // Shutdown escalates if it must
+		} else {
+			select {
+			case <-n.child.exited:
+			case <-time.After(lostGrace):
+				n.child.signal(syscall.SIGKILL)
+				<-n.child.exited
+			}
+		}
+		n.sess.Close()
+		<-n.sess.Done()
+		n.child.releaseOutput()
+		if n.stopping.Load() {
+			n.reason = fmt.Errorf("flame: runner %d (pid %d) shut down: %s", n.id, n.child.pid, n.child.exitState)
+			n.log.Debug("runner process exited", "status", n.child.exitState)
+		} else {
+			n.reason = &runnerLostError{id: n.id, pid: n.child.pid, state: n.child.exitState}
+			n.log.Warn("runner process down", "status", n.child.exitState)
+		}
+		close(n.done)
+	})
+}
+
+// runnerLostError says why a runner went down; it matches ErrRunnerDown.
+type runnerLostError struct {
+	id    uint64
+	pid   int
+	state string
+}
+
+func (e *runnerLostError) Error() string {
+	return fmt.Sprintf("flame: runner %d (pid %d) went down: %s", e.id, e.pid, e.state)
+}
+
+func (e *runnerLostError) Is(target error) bool { return target == ErrRunnerDown }
+
+// Done implements Node: closed once the runner process has exited, been
+// reaped, and its connection and output are released.
+func (n *processNode) Done() <-chan struct{} { return n.done }
+
+// Err says why the node stopped (nil before Done is closed). A crash
+// matches ErrRunnerDown and names the exit status.
+func (n *processNode) Err() error {
+	select {
+	case <-n.done:
+		return n.reason
+	default:
+		return nil
+	}
+}
+
+// Exec implements Node. A runner process runs only registered functions
+// (Invoke); a plain closure fails at once with ErrNotPortable.
+func (n *processNode) Exec(context.Context, func(context.Context) error) error {
+	return ErrNotPortable
+}
+
+// Invoke implements Invoker: the call crosses to the runner on a lane of
+// its own, with the time left before ctx's deadline, which the runner
+// enforces (the function sees context.DeadlineExceeded). Cancelling ctx
+// sends CANCEL; the slot stays taken until the runner's reply.
+func (n *processNode) Invoke(ctx context.Context, call Invocation) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m := callMsg(ctx, wire.Kind(call.Kind), call.Func, call.Args)
+	if err := argsTooLarge(m, n.max); err != nil {
+		return nil, err
+	}
+	res, em, err := n.sess.Call(m, func(send func()) func() bool {
+		return AfterCancel(ctx, func() {
+			// A deadline is the runner's to enforce (it got the time
+			// left), so that the handler sees DeadlineExceeded.
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				send()
+			}
+		})
+	})
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		return nil, &FuncError{Func: call.Func, Code: CodeTooLarge,
+			Message: fmt.Sprintf("flame: %s: runner %d sent a reply above the message size limit: %v", call.Func, n.id, err)}
+	case errors.Is(err, session.ErrLost):
+		return nil, n.lost(err)
+	case err != nil:
+		return nil, fmt.Errorf("flame: %s: runner %d: %w", call.Func, n.id, err)
+	case em != nil && em.Code == wire.CodePanic:
+		return nil, &PanicError{Value: em.Message, Stack: em.Stack}
+	case em != nil:
+		return nil, funcErrorOf(call.Func, *em)
+	}
+	return res, nil
+}
+
+// lost is the error of a call whose runner is going down: it matches
+// ErrRunnerDown and, once the node is down, says why.
+func (n *processNode) lost(err error) error {
+	select {
+	case <-n.done:
+		if errors.Is(n.reason, ErrRunnerDown) {
+			return n.reason
+		}
+		return &wrapError{kind: ErrRunnerDown, err: n.reason}
+	case <-time.After(2 * lostGrace):
+	}
+	return &runnerLostError{id: n.id, pid: n.child.pid, state: err.Error()}
+}
+
+// Shutdown implements Node: SHUTDOWN, then the runner finishes its calls
+// and exits. When ctx ends first, SIGTERM, then after a grace SIGKILL. The
+// child is always reaped before Shutdown returns.
+func (n *processNode) Shutdown(ctx context.Context) error {
+	n.stopping.Store(true)
+	if err := n.sess.Shutdown(); err != nil {
+		n.child.signal(syscall.SIGTERM)
+	}
+	select {
+	case <-n.done:
+		return nil
+	case <-ctx.Done():
+	}
+	n.child.signal(syscall.SIGTERM)
+	select {
+	case <-n.child.exited:
+	case <-time.After(termGrace):
+		n.child.signal(syscall.SIGKILL)
+	}
+	<-n.done
+	return fmt.Errorf("flame: runner %d (pid %d) did not finish within the shutdown timeout; terminated (%s)", n.id, n.child.pid, n.child.exitState)
+}

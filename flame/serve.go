@@ -1,0 +1,52 @@
+package flame
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/goflame/goflame/flame/internal/wire"
+)
+
+// callHandler is how a runner runs the registered calls its parent sends:
+// the function under the CALL's id, with a ctx that carries the time left
+// as its deadline and the runner's ID, its panic or error turned into an
+// ERROR that fits the message limit.
+func callHandler(runner uint64, maxMsg int) func(context.Context, wire.CallMsg) ([]byte, *wire.ErrorMsg) {
+	return func(base context.Context, m wire.CallMsg) ([]byte, *wire.ErrorMsg) {
+		reg := lookupFunc(m.ID)
+		if reg == nil {
+			return nil, &wire.ErrorMsg{Code: wire.CodeNotRegistered, Message: fmt.Sprintf("flame: function %q is not registered on runner %d", m.ID, runner)}
+		}
+		ctx := newCallCtx(base, runner, m.Timeout)
+		defer ctx.end()
+		res, em := runHandler(ctx, reg, m.Args)
+		if em == nil {
+			if fe := resultTooLarge(reg.id, res, maxMsg); fe != nil {
+				m := fe.toWire()
+				em = &m
+			}
+		}
+		if em != nil {
+			fitted := fitError(*em, maxMsg) // a huge panic or error still crosses as what it is
+			return nil, &fitted
+		}
+		return res, nil
+	}
+}
+
+// runHandler runs a registered function, turning its error or panic into
+// an ERROR message.
+func runHandler(ctx context.Context, reg *registered, args []byte) (res []byte, em *wire.ErrorMsg) {
+	defer func() {
+		if v := recover(); v != nil {
+			res, em = nil, &wire.ErrorMsg{Code: wire.CodePanic, Message: fmt.Sprint(v), Stack: debug.Stack()}
+		}
+	}()
+	res, err := reg.run(ctx, args)
+	if err != nil {
+		m := asFuncError(reg.id, err).toWire()
+		return nil, &m
+	}
+	return res, nil
+}
