@@ -1,10 +1,9 @@
-//go:build linux
+//go:build unix
 
 package flame_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -15,12 +14,6 @@ import (
 
 	"github.com/goflame/goflame/flame"
 )
-
-// errThumbMissing is registered, so it keeps its identity across a
-// process.
-var errThumbMissing = errors.New("thumbnail source missing")
-
-func init() { flame.RegisterError("test.thumb-missing", errThumbMissing) }
 
 var thumbFn = flame.Register("test.thumb", func(ctx context.Context, id int) (string, error) {
 	return "", fmt.Errorf("thumb %d: %w", id, errThumbMissing)

@@ -50,3 +50,27 @@ func runHandler(ctx context.Context, reg *registered, args []byte) (res []byte, 
 	}
 	return res, nil
 }
+
+// Dispatch runs the function registered under call.Func with call.Args in
+// this process, as a runner does for its parent: it decodes the arguments,
+// runs the function with ctx, and encodes the result. The function's error
+// comes back as a *FuncError (registered errors named), a panic as a
+// *PanicError, an unknown id as an error matching ErrUnknownFunc. It is
+// for backends whose runners are reached by means of their own: their
+// runner side calls Dispatch for each Invocation its Invoker sent.
+func Dispatch(ctx context.Context, call Invocation) (res []byte, err error) {
+	reg := lookupFunc(call.Func)
+	if reg == nil {
+		return nil, &FuncError{Func: call.Func, Code: CodeNotRegistered, Message: fmt.Sprintf("flame: function %q is not registered", call.Func)}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	res, err = reg.run(ctx, call.Args)
+	if err != nil {
+		return nil, asFuncError(reg.id, err)
+	}
+	return res, nil
+}
