@@ -59,18 +59,6 @@ func (q *Queue[T]) PushBack(e *Elem[T]) {
 	q.n.Add(1)
 }
 
-// Front returns the head element, or nil. Requires the lock.
-func (q *Queue[T]) Front() *Elem[T] { return q.head }
-
-// PopFront removes and returns the head element, or nil. Requires the lock.
-func (q *Queue[T]) PopFront() *Elem[T] {
-	e := q.head
-	if e != nil {
-		q.Remove(e)
-	}
-	return e
-}
-
 // Remove takes e out of the queue and reports whether it was queued; removing
 // an element that is not queued does nothing. Requires the lock.
 func (q *Queue[T]) Remove(e *Elem[T]) bool {

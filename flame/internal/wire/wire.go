@@ -164,12 +164,6 @@ func unexpected(err error) error {
 	return err
 }
 
-// WriteFrame writes a whole frame with one Write.
-func WriteFrame(w io.Writer, t Type, payload []byte) error {
-	_, err := w.Write(AppendFrame(make([]byte, 0, HeaderLen+len(payload)), t, payload))
-	return err
-}
-
 // Kind says how the parent placed a call (informational on the runner).
 type Kind uint8
 

@@ -228,3 +228,9 @@ func TestControlMessagesRoundTripAndRejectTrailingBytes(t *testing.T) {
 		}
 	}
 }
+
+// WriteFrame writes a whole frame with one Write.
+func WriteFrame(w io.Writer, t Type, payload []byte) error {
+	_, err := w.Write(AppendFrame(make([]byte, 0, HeaderLen+len(payload)), t, payload))
+	return err
+}
