@@ -3,7 +3,6 @@ module github.com/goflame/goflame
 go 1.26.0
 
 require (
-	github.com/puzpuzpuz/xsync/v3 v3.5.1
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.25.0

@@ -10,5 +10,3 @@ require (
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.25.0
 )
-
-require github.com/puzpuzpuz/xsync/v3 v3.5.1 // indirect

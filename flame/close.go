@@ -147,9 +147,8 @@ func (p *Pool) checkDrained() {
 
 func (p *Pool) inUse() int {
 	n := 0
-	p.byID.Range(func(_ uint64, r *runner) bool {
+	for _, r := range *p.set.Load() {
 		n += wordLoad(r.word.Load())
-		return true
-	})
+	}
 	return n
 }

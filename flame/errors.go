@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/goflame/goflame/flame/internal/scaler"
 )
 
 // poolError is a sentinel error. Those that report an expired time limit also
@@ -64,13 +62,13 @@ var (
 // ErrRunnerDown (a crash) and ErrClosed (Close).
 var (
 	// ErrIdleShutdown: the runner idled down.
-	ErrIdleShutdown = scaler.ErrIdle
+	ErrIdleShutdown = errors.New("flame: runner idle")
 	// ErrResized: the runner was above Max after Resize.
-	ErrResized = scaler.ErrResized
+	ErrResized = errors.New("flame: pool resized below its runners")
 	// ErrSingleUse: a single-use runner finished its work.
 	ErrSingleUse = errors.New("flame: single-use runner done")
 	// ErrBootCanceled: a pending boot was no longer wanted (Resize, Close).
-	ErrBootCanceled = scaler.ErrBootCanceled
+	ErrBootCanceled = errors.New("flame: boot canceled: no longer needed")
 )
 
 // wrapError reports a pool condition (kind) together with the error that fn

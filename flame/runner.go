@@ -60,7 +60,6 @@ type runner struct {
 	ctx     context.Context         // cancelled when the runner goes down: fn contexts follow it
 	cancel  context.CancelCauseFunc // with ErrRunnerDown (crash) or ErrClosed (Close)
 
-	resized   atomic.Bool   // drained by Resize (not by single use)
 	stopWatch chan struct{} // closed when the pool shuts the runner down on purpose
 	stopOnce  sync.Once
 }
@@ -73,6 +72,55 @@ func newRunner(p *Pool, id uint64, node Node) *runner {
 		r.local, r.maxMsg = true, ln.maxMsg
 	}
 	return r
+}
+
+// Every change of the word is a compare-and-swap made by one of the
+// methods below (and the scaler's ClaimIdle, Drain and Kill).
+
+// take checks a slot out of a runner whose word was w (active, below
+// MaxConcurrency: the caller checked): load and generation go up by one.
+// It fails if the word changed meanwhile.
+func (r *runner) take(w uint64) bool {
+	nw := w + 1 + genOne
+	if !r.word.CompareAndSwap(w, nw) {
+		return false
+	}
+	r.checkedOut(w, nw)
+	return true
+}
+
+// handOn passes a slot that is being released straight to a waiter: the
+// load stays, the generation (a new checkout) goes up. It fails, leaving
+// the slot with the releaser, once the runner takes no work.
+func (r *runner) handOn() bool {
+	for {
+		w := r.word.Load()
+		if wordState(w) != stActive {
+			return false
+		}
+		if nw := w + genOne; r.word.CompareAndSwap(w, nw) {
+			r.checkedOut(w, nw)
+			return true
+		}
+	}
+}
+
+// giveBack returns a slot of a runner whose word was w: the load goes
+// down; used, it also stops taking checkouts (a single-use runner that
+// served its round). It returns the new word, or false if w changed.
+func (r *runner) giveBack(w uint64, used bool) (uint64, bool) {
+	nw := w - 1
+	if used {
+		nw = withState(nw, stDraining)
+	}
+	return nw, r.word.CompareAndSwap(w, nw)
+}
+
+// emptied takes a draining runner whose last slot was just given back
+// (the word is now w) Down, and reports whether this call did: the one
+// that did reports it to the scaler.
+func (r *runner) emptied(w uint64) bool {
+	return wordState(w) == stDraining && wordLoad(w) == 0 && r.word.CompareAndSwap(w, withState(w, stDown))
 }
 
 // checkedOut records a checkout that took the word from w to nw (the
@@ -122,7 +170,6 @@ func (r *runner) Drain() bool {
 			}
 			continue
 		}
-		r.resized.Store(true)
 		if r.word.CompareAndSwap(w, withState(w, stDraining)) {
 			return false
 		}

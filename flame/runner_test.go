@@ -6,13 +6,13 @@ import "testing"
 // claim and a checkout mutually exclusive.
 
 func testRunner() *runner {
-	p := &Pool{mc: 2}
+	p := &Pool{cfg: Config{MaxConcurrency: 2}}
 	return &runner{id: 1, pool: p}
 }
 
 func acquire(r *runner) bool {
 	w := r.word.Load()
-	return wordState(w) == stActive && wordLoad(w) < r.pool.mc && r.word.CompareAndSwap(w, w+1+genOne)
+	return wordState(w) == stActive && wordLoad(w) < r.pool.cfg.MaxConcurrency && r.take(w)
 }
 
 func TestClaimIdleFailsAfterACheckoutAndReleaseInBetween(t *testing.T) {
@@ -80,7 +80,7 @@ func TestKillKeepsLoadSoALateReleaseIsHarmless(t *testing.T) {
 // A runner's checkout count is its generation plus the generation's
 // overflows: Stats.Checkouts stays exact past 2^38 checkouts.
 func TestCheckoutCountSurvivesGenerationOverflow(t *testing.T) {
-	p := &Pool{mc: 4}
+	p := &Pool{cfg: Config{MaxConcurrency: 4}}
 	r := &runner{id: 1, pool: p}
 	p.set.Store(&[]*runner{r})
 	const genMax = (uint64(1) << (64 - genShift)) - 1

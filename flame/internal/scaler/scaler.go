@@ -4,18 +4,23 @@
 //
 // The scaler never sits on the checkout path. Callers that had to queue wake
 // it with Kick, a non-blocking send. Its state lives under one mutex that is
-// only held for bookkeeping; everything that may call user code (boots, node
-// shutdowns, event hooks, the idle check) is queued as an effect and run by
-// the scaler's goroutine, one at a time, in decision order, with no lock
-// held. That order is what makes OnGrowEnd and OnShrink never overlap, and
-// makes OnShrink run before the boot that replaces the runner it reports.
+// only held for bookkeeping. What may call user code (starting a boot, a
+// node shutdown, the event hooks, the idle check) is queued as an effect
+// and run by the scaler's goroutine, one at a time, in decision order, with
+// no lock held. That order is what makes OnGrowEnd and OnShrink never
+// overlap, and makes OnShrink run before the boot that replaces the runner
+// it reports. The host methods called under the lock (Waiting, Publish,
+// FailQueued, and Shutdown for a runner that a canceled boot brought, which
+// only starts the shutdown in a goroutine of the host's) call no user code
+// and do not block.
+//
+// Lock order: the scaler's lock, then the pool's queue lock (Publish and
+// FailQueued take it); never the other way round.
 package scaler
 
 import (
 	"cmp"
 	"context"
-	"errors"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,15 +36,14 @@ const (
 	Down                  // claimed for shutdown, crashed or closed
 )
 
-// Reasons a runner or a boot goes away, reported to the host's hooks.
-var (
-	ErrIdle         = errors.New("flame: runner idle")
-	ErrResized      = errors.New("flame: pool resized below its runners")
-	ErrBootCanceled = errors.New("flame: boot canceled: no longer needed")
-)
-
-// Infinity disables a timer.
-const Infinity time.Duration = math.MaxInt64
+// Reasons are the errors the scaler reports a runner's removal and a
+// boot's cancellation with: the host's own sentinels.
+type Reasons struct {
+	Idle         error // the runner idled down
+	Resized      error // the runner was above Max after Resize
+	SingleUse    error // a single-use runner finished its work
+	BootCanceled error // a pending boot was no longer wanted
+}
 
 // Runner is the pool's runner record as far as the scaler needs it.
 type Runner interface {
@@ -102,11 +106,12 @@ type Host interface {
 type Config struct {
 	Min, Max       int
 	MaxConcurrency int
-	IdleAfter      time.Duration // non-min runners; Infinity disables
-	MinIdleAfter   time.Duration // min runners; Infinity disables
+	IdleAfter      time.Duration // non-min runners; 0 disables idle shutdown
+	MinIdleAfter   time.Duration // min runners; 0 disables idle shutdown
 	RetryAfter     time.Duration // debounce of a boot retry
 	// Permanent reports a boot error that retrying cannot fix; nil: none is.
 	Permanent func(error) bool
+	Reasons   Reasons
 }
 
 // Stats is the scaler's part of the pool's stats.
@@ -118,11 +123,12 @@ type Stats struct {
 }
 
 type runnerInfo struct {
-	r     Runner
-	min   bool        // uses MinIdleAfter
-	gen   uint64      // generation when the idle period started
-	busy  bool        // the load was not 0 when the idle period started
-	timer *time.Timer // idle check; nil while disabled
+	r       Runner
+	min     bool        // uses MinIdleAfter
+	resized bool        // Resize drained it: when empty it goes as resized, not as a used single-use runner
+	gen     uint64      // generation when the idle period started
+	busy    bool        // the load was not 0 when the idle period started
+	timer   *time.Timer // idle check; nil while disabled
 }
 
 // pendingBoot is a boot under way: decided, neither failed nor canceled.
@@ -140,6 +146,7 @@ type Scaler struct {
 	minIdleAfter time.Duration
 	retryAfter   time.Duration
 	permanent    func(error) bool
+	reasons      Reasons
 	kick         chan struct{} // capacity 1: a pending wake-up
 	canGrow      atomic.Bool   // booted + booting < Max, as of the last evaluation
 	done         chan struct{} // closed when the goroutine exits
@@ -184,6 +191,7 @@ func New(cfg Config, host Host, initial []Runner, nextID uint64) *Scaler {
 		pending:      make(map[uint64]*pendingBoot),
 		lingering:    make(map[uint64]struct{}),
 		permanent:    cfg.Permanent,
+		reasons:      cfg.Reasons,
 	}
 	s.mu.Lock()
 	for _, r := range initial {
@@ -276,7 +284,7 @@ func (s *Scaler) evaluate() {
 	waiting := s.host.Waiting()
 	if s.closing {
 		if waiting == 0 {
-			s.cancelPending(ErrBootCanceled)
+			s.cancelPending(s.reasons.BootCanceled)
 			return
 		}
 	} else if s.minDirty && !s.retryPending { // no boot while a retry is pending (§3.2)
@@ -325,7 +333,7 @@ func (s *Scaler) BootDone(id uint64, r Runner, err error) {
 		s.mu.Unlock()
 		if r != nil {
 			r.Kill()
-			s.host.Shutdown(r, ErrBootCanceled)
+			s.host.Shutdown(r, s.reasons.BootCanceled)
 		}
 		return
 	}
@@ -418,6 +426,25 @@ func (s *Scaler) Removed(r Runner, reason error, replace bool) {
 	s.Kick()
 }
 
+// Drained reports a draining runner whose last checkout was released (it
+// is Down now): one that Resize drained goes as resized; any other was a
+// used single-use runner, and Min is restored if it needs to be.
+func (s *Scaler) Drained(r Runner) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := s.runners[r.ID()]
+	if info == nil || info.r != r {
+		return
+	}
+	if info.resized {
+		s.remove(info, s.reasons.Resized)
+		return
+	}
+	s.remove(info, s.reasons.SingleUse)
+	s.minDirty = true
+	s.Kick()
+}
+
 // remove takes a runner that is Down out of the pool. Requires s.mu.
 func (s *Scaler) remove(info *runnerInfo, reason error) {
 	id := info.r.ID()
@@ -451,9 +478,9 @@ func (s *Scaler) armIdle(info *runnerInfo) {
 	if info.min {
 		d = s.minIdleAfter
 	}
-	if d <= 0 || d == Infinity {
+	if d <= 0 {
 		if info.timer != nil {
-			info.timer.Stop() // a runner whose period became Infinity
+			info.timer.Stop() // a runner whose idle shutdown became disabled
 		}
 		return
 	}
@@ -524,7 +551,7 @@ func (s *Scaler) checkIdle(info *runnerInfo) {
 		return
 	}
 	if gen, ok := s.idleCandidate(info); ok && agree && info.r.ClaimIdle(gen) {
-		s.remove(info, ErrIdle)
+		s.remove(info, s.reasons.Idle)
 		return
 	}
 	s.armIdle(info)
@@ -564,7 +591,7 @@ func (s *Scaler) Resize(min, max int) {
 				newest = pb
 			}
 		}
-		s.cancelBoot(newest, ErrBootCanceled)
+		s.cancelBoot(newest, s.reasons.BootCanceled)
 		excess--
 	}
 	if excess <= 0 {
@@ -582,7 +609,7 @@ func (s *Scaler) Resize(min, max int) {
 			return
 		}
 		if load, gen, _ := info.r.Snapshot(); load == 0 && info.r.ClaimIdle(gen) {
-			s.remove(info, ErrResized)
+			s.remove(info, s.reasons.Resized)
 			excess--
 		}
 	}
@@ -602,9 +629,12 @@ func (s *Scaler) Resize(min, max int) {
 			return
 		}
 		if pick.r.Drain() {
-			s.remove(pick, ErrResized)
-		} else if pick.timer != nil {
-			pick.timer.Stop()
+			s.remove(pick, s.reasons.Resized)
+		} else {
+			pick.resized = true
+			if pick.timer != nil {
+				pick.timer.Stop()
+			}
 		}
 		excess--
 	}
@@ -676,7 +706,7 @@ func (s *Scaler) Stop(reason error) {
 	if s.retryTimer != nil {
 		s.retryTimer.Stop()
 	}
-	s.cancelPending(ErrBootCanceled)
+	s.cancelPending(s.reasons.BootCanceled)
 	ids := make([]uint64, 0, len(s.runners))
 	for id := range s.runners {
 		ids = append(ids, id)

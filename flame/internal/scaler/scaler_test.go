@@ -225,6 +225,15 @@ func (h *fakeHost) entries(prefix string) []string {
 
 var errBootFailed = errors.New("backend refused")
 
+// The host's reasons, as the pool passes its own sentinels.
+var (
+	ErrIdle         = errors.New("runner idle")
+	ErrResized      = errors.New("resized below its runners")
+	ErrSingleUse    = errors.New("single-use runner done")
+	ErrBootCanceled = errors.New("boot canceled")
+	testReasons     = Reasons{Idle: ErrIdle, Resized: ErrResized, SingleUse: ErrSingleUse, BootCanceled: ErrBootCanceled}
+)
+
 // newTestScaler creates and starts a scaler with the given initial (min)
 // runners, numbered 1..len(initial). Call stop at the end of the bubble.
 func newTestScaler(t *testing.T, cfg Config, h *fakeHost, initial ...*fakeRunner) *Scaler {
@@ -236,12 +245,7 @@ func newTestScaler(t *testing.T, cfg Config, h *fakeHost, initial ...*fakeRunner
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = time.Second
 	}
-	if cfg.IdleAfter == 0 {
-		cfg.IdleAfter = Infinity
-	}
-	if cfg.MinIdleAfter == 0 {
-		cfg.MinIdleAfter = Infinity
-	}
+	cfg.Reasons = testReasons
 	s := New(cfg, h, rs, uint64(len(initial))+1)
 	s.Start(nil)
 	t.Cleanup(func() { stopAndWait(t, s) })
@@ -776,11 +780,11 @@ func TestIdleNonMinRunnerNeverLeavesFewerThanMin(t *testing.T) {
 }
 
 func TestIdleMinRunnersUseMinIdleAfter(t *testing.T) {
-	t.Run("Infinity keeps them", func(t *testing.T) {
+	t.Run("disabled (0) keeps them", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			h := newFakeHost(0)
 			rs := runners(2)
-			newTestScaler(t, Config{Min: 2, Max: 3, MaxConcurrency: 1, IdleAfter: time.Second, MinIdleAfter: Infinity}, h, rs...)
+			newTestScaler(t, Config{Min: 2, Max: 3, MaxConcurrency: 1, IdleAfter: time.Second, MinIdleAfter: 0}, h, rs...)
 			time.Sleep(1000 * time.Hour)
 			synctest.Wait()
 			assert.Equal(t, []uint64{1, 2}, h.getPublished())
@@ -791,7 +795,7 @@ func TestIdleMinRunnersUseMinIdleAfter(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			h := newFakeHost(0)
 			rs := runners(2)
-			s := newTestScaler(t, Config{Min: 2, Max: 3, MaxConcurrency: 1, IdleAfter: Infinity, MinIdleAfter: 10 * time.Second}, h, rs...)
+			s := newTestScaler(t, Config{Min: 2, Max: 3, MaxConcurrency: 1, IdleAfter: 0, MinIdleAfter: 10 * time.Second}, h, rs...)
 			time.Sleep(10*time.Second + time.Millisecond)
 			synctest.Wait()
 			assert.Empty(t, h.getPublished())
@@ -833,7 +837,7 @@ func TestStopRemovesEveryRunnerCancelsBootsAndExits(t *testing.T) {
 		h := newFakeHost(0)
 		rs := runners(2)
 		rs[1].checkout() // busy runners go too
-		s := New(Config{Min: 2, Max: 5, MaxConcurrency: 1, IdleAfter: time.Second, MinIdleAfter: time.Second, RetryAfter: time.Second}, h, []Runner{rs[0], rs[1]}, 3)
+		s := New(Config{Min: 2, Max: 5, MaxConcurrency: 1, IdleAfter: time.Second, MinIdleAfter: time.Second, RetryAfter: time.Second, Reasons: testReasons}, h, []Runner{rs[0], rs[1]}, 3)
 		s.Start(nil)
 		h.waiting.Store(1)
 		s.Kick()
@@ -874,7 +878,7 @@ func TestStopRemovesEveryRunnerCancelsBootsAndExits(t *testing.T) {
 func TestKickNeverBlocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newFakeHost(0)
-		s := New(Config{Max: 1, MaxConcurrency: 1, IdleAfter: Infinity, MinIdleAfter: Infinity, RetryAfter: time.Second}, h, nil, 1)
+		s := New(Config{Max: 1, MaxConcurrency: 1, RetryAfter: time.Second, Reasons: testReasons}, h, nil, 1)
 		for range 100 { // not started: nobody drains the kick channel
 			s.Kick()
 		}
@@ -921,7 +925,7 @@ func TestCanGrowIsTrueWheneverTheScalerReadsTheQueueWithRoomUnderMax(t *testing.
 			seen = append(seen, s.CanGrow())
 			mu.Unlock()
 		}
-		s = New(Config{Max: 1, MaxConcurrency: 1, IdleAfter: Infinity, MinIdleAfter: Infinity, RetryAfter: time.Second}, h, nil, 1)
+		s = New(Config{Max: 1, MaxConcurrency: 1, RetryAfter: time.Second, Reasons: testReasons}, h, nil, 1)
 		assert.True(t, s.CanGrow(), "before the first evaluation: 0 of 1 runners, room for a boot")
 		s.Start(nil)
 		synctest.Wait()

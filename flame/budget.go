@@ -1,0 +1,69 @@
+package flame
+
+import (
+	"time"
+
+	"github.com/goflame/goflame/flame/internal/clock"
+	"github.com/goflame/goflame/flame/internal/waitq"
+)
+
+// Budgets of queued callers end through one timer per pool, armed for the
+// earliest deadline in the queue, rather than one timer per caller: a
+// queued checkout then waits on its channel alone. Requires q's lock.
+func (p *Pool) armSweep(at int64) {
+	p.sweepAt = at
+	d := time.Duration(at - p.clock.Exact())
+	if p.sweepTimer == nil {
+		p.sweepTimer = time.AfterFunc(d, p.sweep)
+		return
+	}
+	p.sweepTimer.Reset(d)
+}
+
+// sweep ends the wait of every queued caller whose budget has run out, and
+// re-arms for the earliest deadline left.
+func (p *Pool) sweep() {
+	p.q.Lock()
+	defer p.q.Unlock()
+	now := p.clock.Exact()
+	next := int64(0)
+	p.q.Each(func(e *waitq.Elem[*waiter]) {
+		w := e.Value
+		switch {
+		case w.deadline == 0:
+		case w.deadline <= now:
+			p.q.Remove(e)
+			w.ch <- expiredMark
+		case next == 0 || w.deadline < next:
+			next = w.deadline
+		}
+	})
+	p.sweepAt = 0
+	if next != 0 {
+		p.armSweep(next)
+	}
+	p.queueLeft()
+}
+
+// expire is called for each queued waiter found dead at handoff. One whose
+// ctx ended wakes on its own; one whose budget ran out is told.
+func expire(w *waiter) {
+	if w.ctx.Err() == nil {
+		w.ch <- expiredMark
+	}
+}
+
+// live reports whether a queued waiter still wants a slot. now is read at
+// most once per pass.
+func (w *waiter) live(now *int64, clk *clock.Clock) bool {
+	if w.ctx.Err() != nil {
+		return false
+	}
+	if w.deadline == 0 {
+		return true
+	}
+	if *now == 0 {
+		*now = clk.Now()
+	}
+	return *now < w.deadline
+}
