@@ -48,7 +48,7 @@ func scRecv(t *testing.T, ch <-chan error, what string) error {
 }
 
 // ---------------------------------------------------------------------------
-// SingleUse (CONTRACT §3.8)
+// SingleUse (SPEC §3.8)
 
 func TestSingleUseRunnerTakesNoCheckoutAfterFirstReleaseAndGoesWithItsLastRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -110,7 +110,7 @@ func TestSingleUseWithMinBootsReplacementAfterOnShrink(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Runner down (CONTRACT §3.9)
+// Runner down (SPEC §3.9)
 
 func TestCrashOfIdleRunnerRemovesItAndFiresOnShrink(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -198,7 +198,7 @@ func TestCrashBelowMinBootsReplacementAfterOnShrink(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Close (CONTRACT §3.12)
+// Close (SPEC §3.12)
 
 func TestCloseFailsWaitersAndNewWorkButLetsInFlightCallFinish(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -355,7 +355,7 @@ func TestClosePendingBootsAreCanceledOnceNothingWaitsForThem(t *testing.T) {
 func TestCloseWithQueuedCastAndFailingBackendDoesNotLoopBoots(t *testing.T) {
 	// While Close waits for an accepted cast, the pool may keep booting for
 	// it, but a backend that fails at once must not be booted in a tight
-	// loop (CONTRACT §3.6). Boots past the 20th hang, so that a runaway loop
+	// loop (SPEC §3.6). Boots past the 20th hang, so that a runaway loop
 	// ends and the test fails instead of spinning forever.
 	synctest.Test(t, func(t *testing.T) {
 		be := newTestBackend()
@@ -412,7 +412,7 @@ func TestCloseShutsDownEveryRunnerWithAnOnShrinkEach(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// No goroutine outlives a closed pool (CONTRACT §4), in real time.
+// No goroutine outlives a closed pool (SPEC §4), in real time.
 
 func TestCloseLeavesNoGoroutinesAfterMixedWork(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())

@@ -193,7 +193,7 @@ func scClose(t *testing.T, p *Pool) {
 }
 
 // ---------------------------------------------------------------------------
-// Boot rule (CONTRACT §3.2)
+// Boot rule (SPEC §3.2)
 
 func TestBootRuleFiveSimultaneousCallersMC2BootThreeRunners(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -317,7 +317,7 @@ func TestRetryStartsEveryBootTheWaitersNeedAndNoneWhileItIsPending(t *testing.T)
 }
 
 // ---------------------------------------------------------------------------
-// Boot failures (CONTRACT §3.6)
+// Boot failures (SPEC §3.6)
 
 func TestBootFailureReportsOnGrowEndAndKeepsWaitersQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -514,7 +514,7 @@ func TestBootFailureModes(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Idle shutdown (CONTRACT §3.7, as Config.IdleShutdownAfter documents it)
+// Idle shutdown (SPEC §3.7, as Config.IdleShutdownAfter documents it)
 
 const scIdle = 10 * time.Second
 
@@ -715,7 +715,7 @@ func TestIdleShutdownAfterInfinityDisablesIdleShutdown(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Events (CONTRACT §3.10)
+// Events (SPEC §3.10)
 
 func TestEventsBurstOfFiveCallersMC2ThenClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -821,7 +821,7 @@ func TestEventsPanicsInOnGrowEndAndOnShrinkAreContained(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Resize (CONTRACT §3.11)
+// Resize (SPEC §3.11)
 
 func TestResizeRejectsInvalidBoundsAndChangesNothing(t *testing.T) {
 	p := mustPool(t, Config{Min: 1, Max: 3})

@@ -1,5 +1,5 @@
 // Package proptest checks the flame pool against a sequential reference
-// model of CONTRACT §3 (package proptest/model) with pgregory.net/rapid.
+// model of docs/SPEC.md §3 (package proptest/model) with pgregory.net/rapid.
 //
 // The package holds only tests:
 //

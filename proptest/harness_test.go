@@ -622,7 +622,7 @@ func diff(want, got snapshot) string {
 // goroutine, so it may come later than in the model (never earlier): each
 // must have the same count, come after every OnGrowEnd/OnShrink that the
 // model puts before it (OnShrink before any replacement boot starts,
-// §3.10), and before its own OnGrowEnd.
+// SPEC §3.10), and before its own OnGrowEnd.
 func eventsDiff(want, got []model.Event) string {
 	ordered := func(es []model.Event) []model.Event {
 		return slices.DeleteFunc(slices.Clone(es), func(e model.Event) bool { return e.Kind == model.GrowStart })

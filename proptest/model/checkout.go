@@ -2,7 +2,7 @@ package model
 
 import "slices"
 
-// checkout finds w a slot or queues it (§3.2).
+// checkout finds w a slot or queues it (SPEC §3.2).
 //
 // A newcomer takes a free slot only when nobody is queued; otherwise it joins
 // the back of the one FIFO queue, so it never overtakes a waiter. A queued
@@ -21,8 +21,8 @@ func (m *Model) checkout(w *Work) {
 	m.serve()
 }
 
-// claim picks the runner for a new checkout (§3.2): among the runners that
-// take work (not draining, §3.8, §3.11) and have a free slot, the least
+// claim picks the runner for a new checkout (SPEC §3.2): among the runners that
+// take work (not draining, SPEC §3.8, §3.11) and have a free slot, the least
 // loaded; ties go to the lowest ID. nil when no slot is free.
 func (m *Model) claim() *Runner {
 	var best *Runner
@@ -50,7 +50,7 @@ func (m *Model) grant(w *Work, r *Runner) {
 }
 
 // serve hands free slots to queued callers, head first, while any slot is
-// free (§3.2b: a runner came up; also after any release that did not hand
+// free (SPEC §3.2b: a runner came up; also after any release that did not hand
 // its slot over).
 func (m *Model) serve() {
 	for len(m.queue) > 0 {
@@ -62,10 +62,10 @@ func (m *Model) serve() {
 	}
 }
 
-// release gives back the slot that w held (§3.2a, §3.8).
+// release gives back the slot that w held (SPEC §3.2a, SPEC §3.8).
 //
 // A release on a runner that is gone (it crashed or was shut down) does
-// nothing (§6, FLAME #66). Otherwise the slot goes straight to the head
+// nothing (SPEC §6, FLAME #66). Otherwise the slot goes straight to the head
 // waiter, on the same runner, never to a newcomer — unless the runner takes
 // no new work: a single-use runner takes no checkout once one of its
 // checkouts is released, and shuts down when its last one is; a draining
@@ -89,7 +89,7 @@ func (m *Model) release(w *Work) {
 			m.remove(r, ReasonResized)
 		} else {
 			m.remove(r, ReasonSingleUse)
-			m.minDirty = true // §3.9: fell below Min through single use
+			m.minDirty = true // SPEC §3.9: fell below Min through single use
 		}
 	}
 	m.serve()

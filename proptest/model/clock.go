@@ -68,12 +68,12 @@ type timerKind uint8
 
 // In the order in which timers due at one instant fire.
 const (
-	waitEnd       timerKind = iota // a queued caller's checkout wait ends (§3.2)
-	execEnd                        // fn's execution limit passes (§3.3)
-	idleEnd                        // a runner's idle period ends (§3.7)
-	retryFire                      // a boot retry fires (§3.6)
-	bootDeadline                   // a boot reaches BootTimeout (§3.6)
-	closeDeadline                  // Close's ctx ends (§3.12)
+	waitEnd       timerKind = iota // a queued caller's checkout wait ends (SPEC §3.2)
+	execEnd                        // fn's execution limit passes (SPEC §3.3)
+	idleEnd                        // a runner's idle period ends (SPEC §3.7)
+	retryFire                      // a boot retry fires (SPEC §3.6)
+	bootDeadline                   // a boot reaches BootTimeout (SPEC §3.6)
+	closeDeadline                  // Close's ctx ends (SPEC §3.12)
 )
 
 type timer struct {
@@ -119,7 +119,7 @@ func (t timer) fire(m *Model) {
 	case waitEnd:
 		m.waitExpired(t.work)
 	case execEnd:
-		m.fnReturned(t.work, Timeout) // fn returns ctx.Err() after its limit: ErrTimeout (§3.3)
+		m.fnReturned(t.work, Timeout) // fn returns ctx.Err() after its limit: ErrTimeout (SPEC §3.3)
 	case idleEnd:
 		m.fireIdle(t.runner)
 	case retryFire:
@@ -132,8 +132,8 @@ func (t timer) fire(m *Model) {
 }
 
 // waitExpired is the end of w's checkout wait: ErrCheckoutTimeout, naming
-// the last boot error if a boot has failed (§3.2). A cast that cannot start
-// in its WithTimeout is dropped (§3.4: its errors are only logged).
+// the last boot error if a boot has failed (SPEC §3.2). A cast that cannot start
+// in its WithTimeout is dropped (SPEC §3.4: its errors are only logged).
 func (m *Model) waitExpired(w *Work) {
 	m.leaveQueue(w)
 	if w.Spec.Kind != KindCast {

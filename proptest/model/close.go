@@ -22,7 +22,7 @@ const (
 )
 
 // Close is Pool.Close(ctx) where ctx ends after timeout (Infinity: never)
-// (§3.12). It returns the index of this call in Closes.
+// (SPEC §3.12). It returns the index of this call in Closes.
 //
 // New work gets ErrClosed from now on (Start). Queued Call and PlaceChild
 // callers get ErrClosed at once; accepted casts stay queued and still run if
@@ -80,7 +80,7 @@ func (m *Model) closeDeadline() (time.Duration, *CloseCall) {
 	return at, which
 }
 
-// fireCloseDeadline is a Close's ctx ending before the work did (§3.12):
+// fireCloseDeadline is a Close's ctx ending before the work did (SPEC §3.12):
 // that Close returns ctx.Err() and the close is forced.
 func (m *Model) fireCloseDeadline() {
 	_, c := m.closeDeadline()

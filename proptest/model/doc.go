@@ -1,5 +1,5 @@
 // Package model is a sequential reference model of the goflame pool: the
-// behaviour of CONTRACT.md §3, written as plain single-threaded Go so that it
+// behaviour of docs/SPEC.md §3, written as plain single-threaded Go so that it
 // can be read as the specification and run as an oracle.
 //
 // There are no goroutines, locks or clocks here. Time is a number (Now), and
@@ -20,15 +20,15 @@
 // Files, one concern each:
 //
 //	model.go    the state, New, Clone, Stats, Events
-//	work.go     Call, Cast and PlaceChild from start to result (§3.3–§3.5)
-//	checkout.go claiming a slot, the FIFO queue, release and handoff (§3.2, §3.8)
-//	scaler.go   the boot rule, boots, failures and retries (§3.2, §3.6, §3.9)
-//	idle.go     idle periods and idle shutdown (§3.7)
-//	runner.go   runners, crashes and removal (§3.9, §3.13)
-//	resize.go   Resize (§3.11)
-//	close.go    Close (§3.12)
+//	work.go     Call, Cast and PlaceChild from start to result (SPEC §3.3–3.5)
+//	checkout.go claiming a slot, the FIFO queue, release and handoff (SPEC §3.2, §3.8)
+//	scaler.go   the boot rule, boots, failures and retries (SPEC §3.2, §3.6, §3.9)
+//	idle.go     idle periods and idle shutdown (SPEC §3.7)
+//	runner.go   runners, crashes and removal (SPEC §3.9, §3.13)
+//	resize.go   Resize (SPEC §3.11)
+//	close.go    Close (SPEC §3.12)
 //	clock.go    Advance: firing timers in order (and spotting ties)
-//	events.go   OnGrowStart, OnGrowEnd and OnShrink (§3.10)
+//	events.go   OnGrowStart, OnGrowEnd and OnShrink (SPEC §3.10)
 //
 // Ties. The real pool runs in a testing/synctest bubble, where timers that
 // fire at the same virtual instant wake goroutines that then race, and an

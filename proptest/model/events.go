@@ -11,7 +11,7 @@ const (
 	Shrink    EventKind = "shrink"     // OnShrink
 )
 
-// Event is one hook call (§3.10).
+// Event is one hook call (SPEC §3.10).
 //
 // Count is booted + booting runners: for GrowStart when the boot was decided,
 // this one included, so that boots decided together get distinct, increasing

@@ -1,12 +1,12 @@
 package model
 
-// armIdle starts a new idle period of r from now (§3.7, as
+// armIdle starts a new idle period of r from now (SPEC §3.7, as
 // Config.IdleShutdownAfter documents it: a runner is checked at the end of
 // each period). Min runners use
 // MinIdleShutdownAfter, the others IdleShutdownAfter; Infinity disables it.
 //
 // A period counts as idle only if the load stayed 0 through all of it
-// (§3.7: "a runner whose load stays 0 for its idle period"), so a period
+// (SPEC §3.7: "a runner whose load stays 0 for its idle period"), so a period
 // that begins while work is running is used already, even if nothing new
 // checks the runner out before the work ends.
 func (m *Model) armIdle(r *Runner) {
@@ -19,7 +19,7 @@ func (m *Model) armIdle(r *Runner) {
 	r.Used = r.Load > 0
 }
 
-// fireIdle is the end of r's idle period (§3.7).
+// fireIdle is the end of r's idle period (SPEC §3.7).
 //
 // r shuts down if its load is 0, nothing checked it out during the whole
 // period, it may go without leaving fewer than Min runners (min runners

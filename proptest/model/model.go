@@ -10,21 +10,21 @@ import (
 // Infinity means "no limit" for a timeout or idle setting, as flame.Infinity.
 const Infinity time.Duration = math.MaxInt64
 
-// RetryAfter is how long after a failed boot a retry may start (§3.6).
+// RetryAfter is how long after a failed boot a retry may start (SPEC §3.6).
 const RetryAfter = time.Second
 
 // Config is the pool's configuration, already validated and with every
-// default filled in (the model does not repeat §3.1's validation).
+// default filled in (the model does not repeat SPEC §3.1's validation).
 type Config struct {
 	Min, Max       int  // runners kept booted; bound on booted + booting
 	MaxConcurrency int  // slots per runner
-	SingleUse      bool // §3.8
+	SingleUse      bool // SPEC §3.8
 
-	Timeout     time.Duration // execution limit of a Call (§3.3)
-	BootTimeout time.Duration // limit of one boot and the default checkout wait (§3.2, §3.6)
+	Timeout     time.Duration // execution limit of a Call (SPEC §3.3)
+	BootTimeout time.Duration // limit of one boot and the default checkout wait (SPEC §3.2, §3.6)
 
-	IdleShutdownAfter    time.Duration // idle period of runners booted for demand (§3.7)
-	MinIdleShutdownAfter time.Duration // idle period of runners booted for Min (§3.7)
+	IdleShutdownAfter    time.Duration // idle period of runners booted for demand (SPEC §3.7)
+	MinIdleShutdownAfter time.Duration // idle period of runners booted for Min (SPEC §3.7)
 
 	// GrowStartDelay is how long the user's OnGrowStart takes. The boot
 	// calls Backend.Boot after it, and BootTimeout starts then
@@ -45,7 +45,7 @@ type Config struct {
 	IdleCheck IdleCheck
 }
 
-// IdleCheck is user code consulted before an idle runner shuts down (§3.7).
+// IdleCheck is user code consulted before an idle runner shuts down (SPEC §3.7).
 type IdleCheck interface {
 	// Check reports whether the runner may idle down. It may call the
 	// model's public methods, as user code may call the pool's.
@@ -63,17 +63,17 @@ type Model struct {
 
 	runners map[uint64]*Runner // booted and not yet removed, draining ones included
 	boots   map[uint64]*Boot   // pending boots
-	nextID  uint64             // the next runner ID (§2: IDs increase in boot order)
+	nextID  uint64             // the next runner ID (SPEC §2: IDs increase in boot order)
 
-	queue []*Work // callers waiting for a slot, head first (§3.2)
+	queue []*Work // callers waiting for a slot, head first (SPEC §3.2)
 	works []*Work // every Call, Cast and PlaceChild, by ID-1
 
-	retryPending bool          // a boot retry is scheduled (§3.6)
+	retryPending bool          // a boot retry is scheduled (SPEC §3.6)
 	retryAt      time.Duration // when it fires
 	retrySlack   time.Duration
 	minDirty     bool // Min may need replacements (crash, single use, Resize)
 
-	closing    bool          // Close has begun (§3.12)
+	closing    bool          // Close has begun (SPEC §3.12)
 	completeAt time.Duration // when the close completes, once stopped
 	stopped    bool          // Close has shut everything down
 	hooksUntil time.Duration // when the last OnGrowStart so far returns
@@ -81,15 +81,15 @@ type Model struct {
 
 	booted, bootFailures, shrunk uint64
 	checkouts, waits, gaveUp     uint64
-	bootFailed                   bool // some boot has failed: checkout timeouts name it (§3.2)
+	bootFailed                   bool // some boot has failed: checkout timeouts name it (SPEC §3.2)
 
 	events    []Event
 	ambiguity string
 }
 
 // New returns the pool right after NewPool: Min runners booted (IDs 1..Min,
-// counted in Booted, no events, §3.1), each a min runner with its idle period
-// starting now (§3.7).
+// counted in Booted, no events, SPEC §3.1), each a min runner with its idle period
+// starting now (SPEC §3.7).
 func New(cfg Config) *Model {
 	m := &Model{
 		cfg:     cfg,
@@ -226,7 +226,7 @@ type RunnerLoad struct {
 	Load int
 }
 
-// Stats is the pool's snapshot (§3.13): Runners counts the runners that take
+// Stats is the pool's snapshot (SPEC §3.13): Runners counts the runners that take
 // work (draining and used single-use runners do not); RunnerLoads and InUse
 // cover every runner not yet removed.
 func (m *Model) Stats() Stats {
@@ -247,8 +247,8 @@ func (m *Model) Stats() Stats {
 }
 
 // settle is what the pool does after every change: the scaler re-evaluates
-// demand (§3.2), and a closing pool that has run out of work shuts down
-// (§3.12).
+// demand (SPEC §3.2), and a closing pool that has run out of work shuts down
+// (SPEC §3.12).
 func (m *Model) settle() {
 	m.evaluate()
 	if m.closing && !m.stopped && m.drained() {

@@ -5,13 +5,13 @@ import (
 	"slices"
 )
 
-// Resize is Pool.Resize(min, max) (§3.11). It returns what Resize returns:
-// Invalid for bounds NewPool would reject (§3.1), Closed once Close has
+// Resize is Pool.Resize(min, max) (SPEC §3.11). It returns what Resize returns:
+// Invalid for bounds NewPool would reject (SPEC §3.1), Closed once Close has
 // begun, else OK.
 //
 // Below the new Min, runners boot (as min runners). Min runners beyond a
 // lower Min become ordinary runners, highest ID first (implementation), and
-// their idle period starts now (§3.7: "after Resize lowers Min, runners above
+// their idle period starts now (SPEC §3.7: "after Resize lowers Min, runners above
 // the new Min idle like any other"). Above the new Max — not
 // counting runners already draining — pending boots are cancelled first,
 // newest first (implementation); then idle runners shut down, highest ID

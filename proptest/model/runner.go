@@ -12,8 +12,8 @@ type Runner struct {
 	ID       uint64
 	Load     int  // slots held
 	Draining bool // takes no new checkout; removed when Load reaches 0
-	Min      bool // booted to reach or keep Min: uses MinIdleShutdownAfter (§3.7)
-	Resized  bool // draining because Resize lowered Max (§3.11), not by single use
+	Min      bool // booted to reach or keep Min: uses MinIdleShutdownAfter (SPEC §3.7)
+	Resized  bool // draining because Resize lowered Max (SPEC §3.11), not by single use
 
 	// IdleAt is when the current idle period ends (Infinity: no timer), and
 	// Used whether the load was above 0 at any moment since it began.
@@ -26,17 +26,17 @@ type Runner struct {
 type Reason string
 
 const (
-	ReasonIdle      Reason = "idle"       // flame.ErrIdleShutdown (§3.7)
-	ReasonResized   Reason = "resized"    // flame.ErrResized (§3.11)
-	ReasonSingleUse Reason = "single-use" // flame.ErrSingleUse (§3.8)
-	ReasonDown      Reason = "down"       // flame.ErrRunnerDown: it crashed (§3.9)
-	ReasonClosed    Reason = "closed"     // flame.ErrClosed (§3.12)
+	ReasonIdle      Reason = "idle"       // flame.ErrIdleShutdown (SPEC §3.7)
+	ReasonResized   Reason = "resized"    // flame.ErrResized (SPEC §3.11)
+	ReasonSingleUse Reason = "single-use" // flame.ErrSingleUse (SPEC §3.8)
+	ReasonDown      Reason = "down"       // flame.ErrRunnerDown: it crashed (SPEC §3.9)
+	ReasonClosed    Reason = "closed"     // flame.ErrClosed (SPEC §3.12)
 )
 
-// Crash is the node of runner id stopping unasked (§3.9): the runner is
+// Crash is the node of runner id stopping unasked (SPEC §3.9): the runner is
 // removed, every fn it ran is cancelled and returns ErrRunnerDown to its
 // caller, OnShrink fires, and the pool boots replacements for Min and for
-// waiting callers (§3.2c).
+// waiting callers (SPEC §3.2c).
 func (m *Model) Crash(id uint64) {
 	r := m.runners[id]
 	if r == nil {
@@ -69,7 +69,7 @@ func (m *Model) noteCloseRace(r *Runner) {
 }
 
 // remove takes r out of the pool: Shrunk++ and OnShrink with the count left
-// (§3.10, §3.13).
+// (SPEC §3.10, §3.13).
 func (m *Model) remove(r *Runner, why Reason) {
 	delete(m.runners, r.ID)
 	m.shrunk++
@@ -77,7 +77,7 @@ func (m *Model) remove(r *Runner, why Reason) {
 }
 
 // total is booted + booting runners: every runner not yet removed (draining
-// ones too) plus pending boots. Max bounds it when boots start (§3.2, §3.13).
+// ones too) plus pending boots. Max bounds it when boots start (SPEC §3.2, §3.13).
 func (m *Model) total() int { return len(m.runners) + len(m.boots) }
 
 // activeCount is the number of runners that take work.

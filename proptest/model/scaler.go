@@ -10,22 +10,22 @@ type Boot struct {
 	ID        uint64
 	Min       bool          // booted to reach or keep Min
 	InBackend time.Duration // when Backend.Boot is called: OnGrowStart has returned
-	Deadline  time.Duration // BootTimeout after that (§3.6)
+	Deadline  time.Duration // BootTimeout after that (SPEC §3.6)
 	slack     time.Duration // how much earlier the pool may reach it (clock.go)
 }
 
 // evaluate starts the boots that Min and demand call for. The scaler runs it
 // after every change; the model after every transition (settle).
 //
-// The boot rule (§3.2): a runner boots while every booted runner is full (so
-// callers are queued), booted + booting < Max, no retry is pending (§3.6),
+// The boot rule (SPEC §3.2): a runner boots while every booted runner is full (so
+// callers are queued), booted + booting < Max, no retry is pending (SPEC §3.6),
 // and pending boots × MaxConcurrency < callers queued — as many boots as the
 // rule allows, not just one. Runners that crashed or finished single use are
-// replaced first, up to Min (§3.9), and Resize raising Min boots the same way
-// (§3.11).
+// replaced first, up to Min (SPEC §3.9), and Resize raising Min boots the same way
+// (SPEC §3.11).
 //
-// Min upkeep waits while a retry is pending (like every boot, §3.2). A
-// closing pool (§3.12) keeps no Min; it boots only for accepted casts still
+// Min upkeep waits while a retry is pending (like every boot, SPEC §3.2). A
+// closing pool (SPEC §3.12) keeps no Min; it boots only for accepted casts still
 // queued (with the usual retry rule), and cancels pending boots as soon as
 // no caller is queued.
 func (m *Model) evaluate() {
@@ -49,7 +49,7 @@ func (m *Model) evaluate() {
 }
 
 // startBoot decides a boot: it takes the next ID and fires OnGrowStart with
-// the count including itself (§3.10, §3.13).
+// the count including itself (SPEC §3.10, §3.13).
 func (m *Model) startBoot(min bool) {
 	inBackend := m.now + m.cfg.GrowStartDelay
 	m.hooksUntil = max(m.hooksUntil, inBackend)
@@ -61,8 +61,8 @@ func (m *Model) startBoot(min bool) {
 
 // CompleteBoot is Backend.Boot returning a node for boot id: the runner
 // joins, queued callers are served from it, up to MaxConcurrency of them in
-// FIFO order (§3.2b), its idle period starts (§3.7), Booted++, and OnGrowEnd
-// fires with a nil error (§3.10).
+// FIFO order (SPEC §3.2b), its idle period starts (SPEC §3.7), Booted++, and OnGrowEnd
+// fires with a nil error (SPEC §3.10).
 func (m *Model) CompleteBoot(id uint64) {
 	b := m.pendingBoot(id)
 	delete(m.boots, id)
@@ -75,13 +75,13 @@ func (m *Model) CompleteBoot(id uint64) {
 	m.settle()
 }
 
-// FailBoot is Backend.Boot returning an error for boot id (§3.6).
+// FailBoot is Backend.Boot returning an error for boot id (SPEC §3.6).
 func (m *Model) FailBoot(id uint64) {
 	m.bootFailedNow(m.pendingBoot(id))
 	m.settle()
 }
 
-// bootFailedNow is a boot failing, by error or by BootTimeout (§3.6):
+// bootFailedNow is a boot failing, by error or by BootTimeout (SPEC §3.6):
 // BootFailures++, OnGrowEnd with the error, the waiters stay queued, and if
 // unmet demand remains and no retry is pending, one retry is scheduled
 // RetryAfter from now. No demand, no retry: a backend that always fails
@@ -99,13 +99,13 @@ func (m *Model) bootFailedNow(b *Boot) {
 }
 
 // unmet reports demand that the boots under way will not serve and that Max
-// leaves room for (§3.6).
+// leaves room for (SPEC §3.6).
 func (m *Model) unmet() bool {
 	return len(m.queue) > len(m.boots)*m.cfg.MaxConcurrency && m.total() < m.max
 }
 
 // fireRetry is the retry timer firing: the demand is checked again by the
-// settle that follows (§3.6).
+// settle that follows (SPEC §3.6).
 func (m *Model) fireRetry() {
 	m.retryPending = false
 }

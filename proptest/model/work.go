@@ -9,9 +9,9 @@ import (
 type Kind uint8
 
 const (
-	KindCall  Kind = iota // Pool.Call (§3.3)
-	KindCast              // Pool.Cast (§3.4)
-	KindChild             // Pool.PlaceChild (§3.5)
+	KindCall  Kind = iota // Pool.Call (SPEC §3.3)
+	KindCast              // Pool.Cast (SPEC §3.4)
+	KindChild             // Pool.PlaceChild (SPEC §3.5)
 )
 
 func (k Kind) String() string {
@@ -83,7 +83,7 @@ type Work struct {
 	Returned bool
 	Result   Outcome
 	// NamesBootError: a checkout timeout whose message carries the last boot
-	// error (§3.2: "if boots have failed, the message includes ...").
+	// error (SPEC §3.2: "if boots have failed, the message includes ...").
 	NamesBootError bool
 
 	// ChildDone and ChildErr: a placed child's fn has returned, with Err.
@@ -94,8 +94,8 @@ type Work struct {
 // Start is a caller calling Call, Cast or PlaceChild with spec and a live
 // ctx, at Now. It returns the work's ID.
 //
-// After Close has begun, all three return ErrClosed at once (§3.12). A Cast
-// otherwise returns nil at once: the work is accepted (§3.4); its checkout
+// After Close has begun, all three return ErrClosed at once (SPEC §3.12). A Cast
+// otherwise returns nil at once: the work is accepted (SPEC §3.4); its checkout
 // and fn go on without the caller. Call and PlaceChild return when their work
 // ends or their child has started.
 func (m *Model) Start(spec Spec) int {
@@ -114,7 +114,7 @@ func (m *Model) Start(spec Spec) int {
 	return w.ID
 }
 
-// Finish is fn returning nil: the work succeeded (§3.3).
+// Finish is fn returning nil: the work succeeded (SPEC §3.3).
 func (m *Model) Finish(id int) {
 	w := m.works[id-1]
 	if w.Phase != Running {
@@ -126,10 +126,10 @@ func (m *Model) Finish(id int) {
 
 // Cancel is the caller's ctx being cancelled.
 //
-// A queued caller leaves the queue and gets ctx.Err() (§3.2); a queued cast
-// is dropped. A linked fn's ctx follows (§3.3, §3.4, §3.5): fn returns
+// A queued caller leaves the queue and gets ctx.Err() (SPEC §3.2); a queued cast
+// is dropped. A linked fn's ctx follows (SPEC §3.3, §3.4, §3.5): fn returns
 // ctx.Err() and the slot is released. An unlinked Call returns ctx.Err() at
-// once while its fn keeps running and keeps its slot (§3.3); an unlinked
+// once while its fn keeps running and keeps its slot (SPEC §3.3); an unlinked
 // cast does not notice at all.
 func (m *Model) Cancel(id int) {
 	w := m.works[id-1]
@@ -159,7 +159,7 @@ func (m *Model) Cancel(id int) {
 }
 
 // StopChild is Child.Stop: the child's ctx is cancelled and its fn returns
-// ctx.Err() (§2, §3.5).
+// ctx.Err() (SPEC §2, §3.5).
 func (m *Model) StopChild(id int) {
 	w := m.works[id-1]
 	if w.Spec.Kind != KindChild || w.Phase != Running {
@@ -169,8 +169,8 @@ func (m *Model) StopChild(id int) {
 	m.settle()
 }
 
-// waitBudget is how long a checkout may wait (§3.2): WithTimeout's d, else
-// BootTimeout for Call and PlaceChild, and no limit for Cast (§3.4).
+// waitBudget is how long a checkout may wait (SPEC §3.2): WithTimeout's d, else
+// BootTimeout for Call and PlaceChild, and no limit for Cast (SPEC §3.4).
 func (m *Model) waitBudget(s Spec) time.Duration {
 	switch {
 	case s.Timeout != 0:
@@ -183,8 +183,8 @@ func (m *Model) waitBudget(s Spec) time.Duration {
 }
 
 // execLimit is fn's execution limit: a fresh WithTimeout d, else
-// Config.Timeout for Call (§3.3); none for Cast unless WithTimeout (§3.4);
-// none ever for a child (§3.5).
+// Config.Timeout for Call (SPEC §3.3); none for Cast unless WithTimeout (SPEC §3.4);
+// none ever for a child (SPEC §3.5).
 func (m *Model) execLimit(s Spec) time.Duration {
 	switch {
 	case s.Kind == KindChild:
@@ -198,7 +198,7 @@ func (m *Model) execLimit(s Spec) time.Duration {
 	}
 }
 
-// started is fn starting on r: PlaceChild returns its child now (§3.5).
+// started is fn starting on r: PlaceChild returns its child now (SPEC §3.5).
 func (m *Model) started(w *Work, r *Runner) {
 	w.Phase = Running
 	w.Runner = r.ID
@@ -210,7 +210,7 @@ func (m *Model) started(w *Work, r *Runner) {
 }
 
 // fnReturned is fn returning with result: the slot is released exactly once
-// (§3.3), a Call that still waits for fn returns result, a child is done.
+// (SPEC §3.3), a Call that still waits for fn returns result, a child is done.
 func (m *Model) fnReturned(w *Work, result Outcome) {
 	w.Phase = Over
 	m.release(w)

@@ -287,7 +287,7 @@ func (s *Scaler) evaluate() {
 			s.cancelPending(s.reasons.BootCanceled)
 			return
 		}
-	} else if s.minDirty && !s.retryPending { // no boot while a retry is pending (§3.2)
+	} else if s.minDirty && !s.retryPending { // no boot while a retry is pending (SPEC §3.2)
 		s.minDirty = false
 		for s.count() < s.min && s.occupied() < s.max {
 			s.startBoot(true)

@@ -433,7 +433,7 @@ func TestNoDemandBootWhileRetryPendingThenAsManyAsNeeded(t *testing.T) {
 func TestBootFailureWhileClosingStartsNoImmediateReboot(t *testing.T) {
 	// A queued cast keeps demand alive while Close runs. A backend that
 	// fails at once must not be re-booted in a tight loop: the failed boot
-	// may be retried RetryAfter later at the earliest (CONTRACT §3.6: "a
+	// may be retried RetryAfter later at the earliest (SPEC §3.6: "a
 	// backend that always fails never loops").
 	synctest.Test(t, func(t *testing.T) {
 		h := newFakeHost(1)
@@ -1060,5 +1060,49 @@ func TestResizeLoweringMinDemotesTheHighestMinRunners(t *testing.T) {
 		assert.ElementsMatch(t, []string{"shutdown 2 " + ErrIdle.Error(), "shutdown 3 " + ErrIdle.Error()}, h.entries("shutdown"),
 			"both runners above the new Min idle down (at the same instant, in either order)")
 		assert.Equal(t, Active, rs[0].state(), "the runner still needed for Min stays")
+	})
+}
+
+// A drained runner reported empty goes as resized when Resize drained it
+// (no Min upkeep), and otherwise as a used single-use runner, with Min
+// restored.
+func TestDrainedPicksTheReasonTheScalerKnows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newFakeHost(0)
+		rs := runners(2)
+		rs[0].checkout()
+		rs[1].checkout()
+		s := newTestScaler(t, Config{Min: 1, Max: 2, MaxConcurrency: 1}, h, rs...)
+		synctest.Wait()
+		s.Resize(1, 1) // one busy runner drains
+		synctest.Wait()
+		var drained, other *fakeRunner
+		for _, r := range rs {
+			if r.state() == Draining {
+				drained = r
+			} else {
+				other = r
+			}
+		}
+		require.NotNil(t, drained, "Resize drained a busy runner")
+		n := len(h.getLog())
+		require.True(t, drained.release())
+		s.Drained(drained)
+		synctest.Wait()
+		assert.Equal(t, []string{
+			fmt.Sprintf("shutdown %d %v", drained.id, ErrResized), fmt.Sprintf("shrink %d c=1 %v", drained.id, ErrResized),
+		}, h.logSince(n), "a runner Resize drained goes as resized, and is not replaced")
+
+		// A single-use runner is drained by the pool, not by the scaler.
+		other.mu.Lock()
+		other.st = Draining
+		other.mu.Unlock()
+		require.True(t, other.release())
+		n = len(h.getLog())
+		s.Drained(other)
+		synctest.Wait()
+		assert.Equal(t, []string{
+			fmt.Sprintf("shutdown %d %v", other.id, ErrSingleUse), fmt.Sprintf("shrink %d c=0 %v", other.id, ErrSingleUse), "boot 3 min",
+		}, h.logSince(n), "a used single-use runner goes as such, and Min is restored")
 	})
 }
