@@ -13,8 +13,9 @@ import (
 // Scenarios 2 and 3: the full Call path with free capacity, and saturation
 // (callers ≫ capacity) with wait-time percentiles and a FIFO probe.
 //
-// Scenario 1 (checkout + release without the Call machinery) lives in
-// ../flame/peers_bench_test.go, because goflame's checkout is unexported.
+// Scenario 1 (checkout + release without the Call machinery) is
+// BenchmarkFreeCheckout: goflame's half in package flame, because its
+// checkout is unexported, the baselines' half in free_test.go.
 
 // callRunners × callSlots is the shape of scenario 2, as in scenario 1.
 const (

@@ -31,7 +31,10 @@ import (
 // Boot starts the child and waits, within the pool's BootTimeout, for it
 // to say HELLO (its protocol, build and registry) and READY; a child that
 // does not, or that is another build or registers other functions
-// (ErrVersionSkew), is killed and reaped.
+// (ErrVersionSkew), is killed and reaped. A boot that cannot succeed (a
+// missing or non-executable Path, a runner that exits before its
+// handshake, version skew) fails with an error matching ErrBootFailed, so
+// the callers waiting for it fail at once.
 //
 // A call takes an idle lane (or opens one: the runner's end travels over
 // the control socket) and sends the function id, the encoded arguments and
@@ -45,8 +48,9 @@ import (
 // call after call; a node keeps up to 256 idle lanes.
 //
 // A child that exits, is killed, or whose connection breaks closes the
-// node's Done (Err says why): its in-flight calls fail at once with an
-// error matching ErrRunnerDown, and the pool removes the runner. Shutdown
+// node's Done: its in-flight calls fail at once with an error matching
+// ErrRunnerDown that says why (the exit status or signal), and the pool
+// removes the runner. Shutdown
 // sends SHUTDOWN: the runner finishes its calls and exits; when the pool's
 // ShutdownTimeout runs out it gets SIGTERM (its calls are cancelled), and
 // SIGKILL 2s later. The child is always reaped. Runners die with their

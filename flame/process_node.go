@@ -242,17 +242,6 @@ func (e *runnerLostError) Is(target error) bool { return target == ErrRunnerDown
 // reaped, and its connection and output are released.
 func (n *processNode) Done() <-chan struct{} { return n.done }
 
-// Err says why the node stopped (nil before Done is closed). A crash
-// matches ErrRunnerDown and names the exit status.
-func (n *processNode) Err() error {
-	select {
-	case <-n.done:
-		return n.reason
-	default:
-		return nil
-	}
-}
-
 // Exec implements Node. A runner process runs only registered functions
 // (Invoke); a plain closure fails at once with ErrNotPortable.
 func (n *processNode) Exec(context.Context, func(context.Context) error) error {
