@@ -8,6 +8,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Every Go snippet in the README compiles, because each one is the text of
@@ -15,9 +18,7 @@ import (
 // run): a snippet that drifts from its program fails here.
 func TestReadmeGoSnippetsLiveInExamples(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var sources [][]byte
 	err = filepath.WalkDir("examples", func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
@@ -29,13 +30,9 @@ func TestReadmeGoSnippetsLiveInExamples(t *testing.T) {
 		}
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllSubmatch(readme, -1)
-	if len(blocks) == 0 {
-		t.Fatal("no Go snippets in README.md")
-	}
+	require.NotEmpty(t, blocks, "no Go snippets in README.md")
 	for i, b := range blocks {
 		snippet := normalize(b[1])
 		found := false
@@ -45,9 +42,7 @@ func TestReadmeGoSnippetsLiveInExamples(t *testing.T) {
 				break
 			}
 		}
-		if !found {
-			t.Errorf("README Go snippet %d is not the text of any program under examples/:\n%s", i+1, b[1])
-		}
+		assert.True(t, found, "README Go snippet %d is not the text of any program under examples/:\n%s", i+1, b[1])
 	}
 }
 

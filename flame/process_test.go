@@ -4,7 +4,6 @@ package flame_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/goflame/goflame/flame"
@@ -204,15 +205,11 @@ func procPool(t *testing.T, cfg flame.Config, be flame.ProcessBackend) (*flame.P
 		cfg.Logger = be.Logger
 	}
 	p, err := flame.NewPool(cfg)
-	if err != nil {
-		t.Fatalf("NewPool: %v", err)
-	}
+	require.NoError(t, err, "NewPool")
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := p.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+		assert.NoError(t, p.Close(ctx), "Close")
 		waitNoChildren(t, 10*time.Second)
 		if t.Failed() {
 			for _, l := range logs.lines() {
@@ -286,42 +283,36 @@ func TestProcessResultsAndErrorsCrossIntact(t *testing.T) {
 
 	in := echoIn{Name: "wörld ✓", Nums: []int{1, 2, 3, 4}, Attrs: map[string]string{"a": "b", "ü": "\x00"}}
 	out, err := echoFn.Call(ctx, p, in)
-	if err != nil {
-		t.Fatalf("echo: %v", err)
-	}
-	if out.Greeting != "hello, wörld ✓" || out.Sum != 10 || out.Attrs["ü"] != "\x00" || out.Attrs["a"] != "b" {
-		t.Fatalf("echo result did not cross intact: %+v", out)
-	}
-	if out.PID == os.Getpid() || out.PID == 0 {
-		t.Fatalf("echo ran in pid %d; want a runner process (test pid %d)", out.PID, os.Getpid())
-	}
-	if out.Runner != 1 {
-		t.Fatalf("RunnerID on the runner = %d, want 1", out.Runner)
-	}
+	require.NoError(t, err, "echo")
+	require.Equal(t, "hello, wörld ✓", out.Greeting, "echo result did not cross intact: %+v", out)
+	require.Equal(t, 10, out.Sum, "echo result did not cross intact: %+v", out)
+	require.Equal(t, "\x00", out.Attrs["ü"], "echo result did not cross intact: %+v", out)
+	require.Equal(t, "b", out.Attrs["a"], "echo result did not cross intact: %+v", out)
+	require.NotEqual(t, os.Getpid(), out.PID, "echo ran in pid %d; want a runner process (test pid %d)", out.PID, os.Getpid())
+	require.NotZero(t, out.PID, "echo ran in pid %d; want a runner process (test pid %d)", out.PID, os.Getpid())
+	require.Equal(t, uint64(1), out.Runner, "RunnerID on the runner = %d, want 1", out.Runner)
 
 	_, err = failFn.Call(ctx, p, "disk full: /var/data")
 	var fe *flame.FuncError
-	if !errors.As(err, &fe) || fe.Message != "disk full: /var/data" || fe.Code != "handler" || fe.Func != "test.fail" {
-		t.Fatalf("handler error = %#v (%v), want *FuncError with the message intact", err, err)
-	}
-	if err.Error() != "disk full: /var/data" {
-		t.Fatalf("error message = %q", err.Error())
-	}
+	require.ErrorAs(t, err, &fe, "handler error = %#v (%v), want *FuncError with the message intact", err, err)
+	require.Equal(t, "disk full: /var/data", fe.Message, "handler error = %#v (%v), want *FuncError with the message intact", err, err)
+	require.Equal(t, flame.ErrorCode("handler"), fe.Code, "handler error = %#v (%v), want *FuncError with the message intact", err, err)
+	require.Equal(t, "test.fail", fe.Func, "handler error = %#v (%v), want *FuncError with the message intact", err, err)
+	require.EqualError(t, err, "disk full: /var/data", "error message")
 
 	_, err = panicFn.Call(ctx, p, "boom")
 	var pe *flame.PanicError
-	if !errors.As(err, &pe) || pe.Value != "boom" || !bytes.Contains(pe.Stack, []byte("flame_test")) {
-		t.Fatalf("panic = %#v, want *PanicError with value and the runner's stack", err)
-	}
+	require.ErrorAs(t, err, &pe, "panic = %#v, want *PanicError with value and the runner's stack", err)
+	require.Equal(t, "boom", pe.Value, "panic = %#v, want *PanicError with value and the runner's stack", err)
+	require.Contains(t, string(pe.Stack), "flame_test", "panic = %#v, want *PanicError with value and the runner's stack", err)
 
 	// The runner survived the panic and still serves, in the same process.
 	out2, err := echoFn.Call(ctx, p, echoIn{Name: "again"})
-	if err != nil || out2.PID != out.PID {
-		t.Fatalf("after a panic: %+v, %v; want the same runner (pid %d) serving", out2, err, out.PID)
-	}
-	if st := p.Stats(); st.Booted != 1 || st.BootFailures != 0 {
-		t.Fatalf("stats %+v: want one boot, no failures", st)
-	}
+	require.NoError(t, err, "after a panic: %+v; want the same runner (pid %d) serving", out2, out.PID)
+	require.Equal(t, out.PID, out2.PID, "after a panic: %+v, %v; want the same runner (pid %d) serving", out2, err, out.PID)
+	st := p.Stats()
+	require.Equal(t, uint64(1), st.Booted, "stats %+v: want one boot, no failures", st)
+	require.Zero(t, st.BootFailures, "stats %+v: want one boot, no failures", st)
 }
 
 func TestProcessCancellationReachesHandler(t *testing.T) {
@@ -336,42 +327,32 @@ func TestProcessCancellationReachesHandler(t *testing.T) {
 	waitMarker(t, marker)
 	cancel()
 	err := <-errc
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "handler saw") {
-		t.Fatalf("err = %v; want the handler's own report of context.Canceled", err)
-	}
-	if errors.Is(err, flame.ErrTimeout) {
-		t.Fatalf("err = %v; a cancel is not a timeout", err)
-	}
+	require.ErrorIs(t, err, context.Canceled, "err = %v; want the handler's own report of context.Canceled", err)
+	require.ErrorContains(t, err, "handler saw", "err = %v; want the handler's own report of context.Canceled", err)
+	require.NotErrorIs(t, err, flame.ErrTimeout, "err = %v; a cancel is not a timeout", err)
 	// The slot came back: the runner takes the next call.
-	if _, err := pidFn.Call(context.Background(), p, struct{}{}); err != nil {
-		t.Fatalf("call after cancel: %v", err)
-	}
+	_, err = pidFn.Call(context.Background(), p, struct{}{})
+	require.NoError(t, err, "call after cancel")
 }
 
 func TestProcessDeadlineReachesHandler(t *testing.T) {
 	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
 	// Boot first, so the limit below is spent in the handler.
-	if _, err := pidFn.Call(context.Background(), p, struct{}{}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := blockFn.Call(context.Background(), p, blockIn{For: time.Minute}, flame.WithTimeout(300*time.Millisecond))
-	if !errors.Is(err, flame.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v; want ErrTimeout and context.DeadlineExceeded", err)
-	}
-	if !strings.Contains(err.Error(), "handler saw (deadline set: true)") {
-		t.Fatalf("err = %v; want the handler to have seen its deadline", err)
-	}
+	_, err := pidFn.Call(context.Background(), p, struct{}{})
+	require.NoError(t, err)
+	_, err = blockFn.Call(context.Background(), p, blockIn{For: time.Minute}, flame.WithTimeout(300*time.Millisecond))
+	require.ErrorIs(t, err, flame.ErrTimeout, "err = %v; want ErrTimeout and context.DeadlineExceeded", err)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "err = %v; want ErrTimeout and context.DeadlineExceeded", err)
+	require.ErrorContains(t, err, "handler saw (deadline set: true)", "err = %v; want the handler to have seen its deadline", err)
 	// A caller's deadline travels too.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err = blockFn.Call(ctx, p, blockIn{For: time.Minute}, flame.WithTimeout(time.Hour))
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "handler saw (deadline set: true)") {
-		t.Fatalf("err = %v; want the handler to have seen the caller's deadline", err)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "err = %v; want the handler to have seen the caller's deadline", err)
+	require.ErrorContains(t, err, "handler saw (deadline set: true)", "err = %v; want the handler to have seen the caller's deadline", err)
 	out, err := blockFn.Call(context.Background(), p, blockIn{For: time.Millisecond})
-	if err != nil || !out.HadDeadline {
-		t.Fatalf("default Timeout: %+v, %v; want the handler to see Config.Timeout as its deadline", out, err)
-	}
+	require.NoError(t, err, "default Timeout: %+v; want the handler to see Config.Timeout as its deadline", out)
+	require.True(t, out.HadDeadline, "default Timeout: %+v, %v; want the handler to see Config.Timeout as its deadline", out, err)
 }
 
 func TestProcessKillMidCallGivesRunnerDownAndPoolRecovers(t *testing.T) {
@@ -386,40 +367,34 @@ func TestProcessKillMidCallGivesRunnerDownAndPoolRecovers(t *testing.T) {
 	}()
 	pid := waitMarker(t, marker)
 	killed := time.Now()
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	var err error
 	select {
 	case err = <-errc:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the call did not return after its runner was killed")
+		require.FailNow(t, "the call did not return after its runner was killed")
 	}
-	if took := time.Since(killed); took > time.Second {
-		t.Errorf("ErrRunnerDown took %v after SIGKILL; want under a second", took)
-	}
-	if !errors.Is(err, flame.ErrRunnerDown) || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("err = %v; want ErrRunnerDown naming the signal", err)
-	}
-	if st, ok := procStat(pid); ok {
-		t.Fatalf("killed runner %d still in /proc (state %s): not reaped", pid, st.state)
-	}
+	took := time.Since(killed)
+	assert.LessOrEqual(t, took, time.Second, "ErrRunnerDown took %v after SIGKILL; want under a second", took)
+	require.ErrorIs(t, err, flame.ErrRunnerDown, "err = %v; want ErrRunnerDown naming the signal", err)
+	require.ErrorContains(t, err, "killed", "err = %v; want ErrRunnerDown naming the signal", err)
+	ps, inProc := procStat(pid)
+	require.False(t, inProc, "killed runner %d still in /proc (state %s): not reaped", pid, ps.state)
 	select {
 	case ev := <-shrunk:
-		if !errors.Is(ev.Reason, flame.ErrRunnerDown) || ev.RunnerID != 1 {
-			t.Fatalf("shrink event %+v; want runner 1 down with ErrRunnerDown", ev)
-		}
+		require.ErrorIs(t, ev.Reason, flame.ErrRunnerDown, "shrink event %+v; want runner 1 down with ErrRunnerDown", ev)
+		require.Equal(t, uint64(1), ev.RunnerID, "shrink event %+v; want runner 1 down with ErrRunnerDown", ev)
 	case <-time.After(10 * time.Second):
-		t.Fatal("no shrink event for the killed runner")
+		require.FailNow(t, "no shrink event for the killed runner")
 	}
 	// The pool replaces its Min runner and serves again.
 	newPID, err := pidFn.Call(context.Background(), p, struct{}{})
-	if err != nil || newPID == pid {
-		t.Fatalf("after the crash: pid %d, %v; want a new runner", newPID, err)
-	}
-	if st := p.Stats(); st.Runners != 1 || st.Booted != 2 || st.Shrunk != 1 {
-		t.Fatalf("stats %+v; want the replacement runner up", st)
-	}
+	require.NoError(t, err, "after the crash: pid %d; want a new runner", newPID)
+	require.NotEqual(t, pid, newPID, "after the crash: pid %d, %v; want a new runner", newPID, err)
+	st := p.Stats()
+	require.Equal(t, 1, st.Runners, "stats %+v; want the replacement runner up", st)
+	require.Equal(t, uint64(2), st.Booted, "stats %+v; want the replacement runner up", st)
+	require.Equal(t, uint64(1), st.Shrunk, "stats %+v; want the replacement runner up", st)
 }
 
 // A caller that retries on ErrRunnerDown never reaches the runner that
@@ -435,26 +410,19 @@ func TestProcessRetryAfterRunnerDownNeverReachesTheDeadRunner(t *testing.T) {
 			errc <- err
 		}()
 		pid := waitMarker(t, marker)
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-errc; !errors.Is(err, flame.ErrRunnerDown) {
-			t.Fatalf("round %d: err = %v; want ErrRunnerDown", round, err)
-		}
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+		err := <-errc
+		require.ErrorIs(t, err, flame.ErrRunnerDown, "round %d: err = %v; want ErrRunnerDown", round, err)
 		dead := uint64(round + 1)
 		for _, rl := range p.Stats().RunnerLoads {
-			if rl.ID == dead {
-				t.Errorf("round %d: runner %d still takes checkouts after its caller got ErrRunnerDown", round, dead)
-			}
+			assert.NotEqual(t, dead, rl.ID, "round %d: runner %d still takes checkouts after its caller got ErrRunnerDown", round, dead)
 		}
 		var wg sync.WaitGroup
 		for i := range 6 {
 			wg.Go(func() {
 				got, err := pidFn.Call(context.Background(), p, struct{}{})
-				if err != nil {
-					t.Errorf("round %d, retry %d: %v", round, i, err)
-				} else if got == pid {
-					t.Errorf("round %d, retry %d: served by the dead runner %d", round, i, pid)
+				if assert.NoError(t, err, "round %d, retry %d", round, i) {
+					assert.NotEqual(t, pid, got, "round %d, retry %d: served by the dead runner %d", round, i, pid)
 				}
 			})
 		}
@@ -473,18 +441,14 @@ func TestProcessIdleRunnersExitAndAreReaped(t *testing.T) {
 	for i := range pids {
 		marker := filepath.Join(dir, strconv.Itoa(i))
 		child, err := blockFn.Place(context.Background(), p, blockIn{Marker: marker, For: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		kids = append(kids, child)
 		pids[i] = waitMarker(t, marker)
 	}
-	if pids[0] == pids[1] {
-		t.Fatalf("both children ran in pid %d; want two runners", pids[0])
-	}
+	require.NotEqual(t, pids[0], pids[1], "both children ran in pid %d; want two runners", pids[0])
 	select {
 	case ev := <-shrunk:
-		t.Fatalf("a busy runner idled down: %+v", ev)
+		require.FailNow(t, "a busy runner idled down", "%+v", ev)
 	case <-time.After(400 * time.Millisecond):
 	}
 	for _, c := range kids {
@@ -493,11 +457,9 @@ func TestProcessIdleRunnersExitAndAreReaped(t *testing.T) {
 	for range 2 {
 		select {
 		case ev := <-shrunk:
-			if !errors.Is(ev.Reason, flame.ErrIdleShutdown) {
-				t.Fatalf("shrink %+v; want ErrIdleShutdown", ev)
-			}
+			require.ErrorIs(t, ev.Reason, flame.ErrIdleShutdown, "shrink %+v; want ErrIdleShutdown", ev)
 		case <-time.After(20 * time.Second):
-			t.Fatal("runners did not idle down")
+			require.FailNow(t, "runners did not idle down")
 		}
 	}
 	for _, pid := range pids {
@@ -506,53 +468,38 @@ func TestProcessIdleRunnersExitAndAreReaped(t *testing.T) {
 			return !exists
 		})
 	}
-	for pid, state := range children(os.Getpid()) {
-		t.Errorf("child %d left in state %s", pid, state)
-	}
-	if st := p.Stats(); st.Runners != 0 || st.Shrunk != 2 {
-		t.Fatalf("stats %+v; want no runners, 2 shrunk", st)
-	}
+	assert.Empty(t, children(os.Getpid()), "children left (pid: state)")
+	st := p.Stats()
+	require.Zero(t, st.Runners, "stats %+v; want no runners, 2 shrunk", st)
+	require.Equal(t, uint64(2), st.Shrunk, "stats %+v; want no runners, 2 shrunk", st)
 }
 
 func TestProcessCloseLeavesNoChildBehind(t *testing.T) {
 	logs := &capture{}
 	p, err := flame.NewPool(flame.Config{Name: "close", Min: 1, Max: 3, MaxConcurrency: 1, BootTimeout: 20 * time.Second,
 		Backend: flame.ProcessBackend{Logger: slog.New(logs), Env: []string{raceQuickExit()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
-			if _, err := blockFn.Call(context.Background(), p, blockIn{For: 300 * time.Millisecond}); err != nil {
-				t.Error(err)
-			}
+			_, err := blockFn.Call(context.Background(), p, blockIn{For: 300 * time.Millisecond})
+			assert.NoError(t, err)
 		})
 	}
 	wg.Wait()
-	if n := len(children(os.Getpid())); n != 3 {
-		t.Fatalf("%d child processes before Close; want 3", n)
-	}
-	if err := p.Close(context.Background()); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	require.Len(t, children(os.Getpid()), 3, "child processes before Close; want 3")
+	require.NoError(t, p.Close(context.Background()), "Close")
 	// Close returns once every runner has been shut down and reaped.
-	if kids := children(os.Getpid()); len(kids) != 0 {
-		t.Fatalf("children after Close: %v", kids)
-	}
+	require.Empty(t, children(os.Getpid()), "children after Close")
 }
 
 func TestProcessCloseTerminatesRunnerThatIgnoresCancel(t *testing.T) {
 	logs := &capture{}
 	p, err := flame.NewPool(flame.Config{Name: "stuck", Max: 1, BootTimeout: 20 * time.Second,
 		ShutdownTimeout: 200 * time.Millisecond, Backend: flame.ProcessBackend{Logger: slog.New(logs), Env: []string{raceQuickExit()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	marker := filepath.Join(t.TempDir(), "started")
-	if err := blockFn.Cast(context.Background(), p, blockIn{Marker: marker, For: time.Hour, Ignore: true}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, blockFn.Cast(context.Background(), p, blockIn{Marker: marker, For: time.Hour, Ignore: true}))
 	pid := waitMarker(t, marker)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -568,71 +515,57 @@ func TestProcessUnknownFuncAndUndecodableArgs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	node, err := flame.ProcessBackend{Logger: slog.New(&capture{}), Env: []string{raceQuickExit()}}.Boot(ctx, flame.RunnerSpec{Pool: "direct", ID: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer func() {
-		if err := node.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
+		assert.NoError(t, node.Shutdown(ctx))
 		<-node.Done()
 		waitNoChildren(t, 5*time.Second)
 	}()
 	inv := node.(flame.Invoker)
 
 	_, err = inv.Invoke(ctx, flame.Invocation{Func: "no.such.func", Args: []byte(`{}`)})
-	if !errors.Is(err, flame.ErrUnknownFunc) || !strings.Contains(err.Error(), `"no.such.func" is not registered on runner 7`) {
-		t.Fatalf("unknown id: %v; want ErrUnknownFunc naming the id and runner", err)
-	}
+	require.ErrorIs(t, err, flame.ErrUnknownFunc, "unknown id: %v; want ErrUnknownFunc naming the id and runner", err)
+	require.ErrorContains(t, err, `"no.such.func" is not registered on runner 7`, "unknown id: %v; want ErrUnknownFunc naming the id and runner", err)
 	_, err = inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: []byte(`{"Name": 12`)})
-	if !errors.Is(err, flame.ErrBadPayload) || !strings.Contains(err.Error(), "test.echo: decoding the arguments") {
-		t.Fatalf("undecodable args: %v; want ErrBadPayload", err)
-	}
+	require.ErrorIs(t, err, flame.ErrBadPayload, "undecodable args: %v; want ErrBadPayload", err)
+	require.ErrorContains(t, err, "test.echo: decoding the arguments", "undecodable args: %v; want ErrBadPayload", err)
 	res, err := inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: []byte(`{"Name":"raw"}`)})
-	if err != nil || !bytes.Contains(res, []byte(`"Greeting":"hello, raw"`)) {
-		t.Fatalf("raw invoke: %s, %v", res, err)
-	}
+	require.NoError(t, err, "raw invoke: %s", res)
+	require.Contains(t, string(res), `"Greeting":"hello, raw"`, "raw invoke: %s, %v", res, err)
 	// A plain closure cannot cross.
-	if err := node.Exec(ctx, func(context.Context) error { return nil }); !errors.Is(err, flame.ErrNotPortable) {
-		t.Fatalf("closure: %v; want ErrNotPortable", err)
-	}
+	err = node.Exec(ctx, func(context.Context) error { return nil })
+	require.ErrorIs(t, err, flame.ErrNotPortable, "closure: %v; want ErrNotPortable", err)
 }
 
 func TestProcessUndecodableArgsThroughFunc(t *testing.T) {
 	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
 	_, err := pickyFn.Call(context.Background(), p, picky{})
-	if !errors.Is(err, flame.ErrBadPayload) || !strings.Contains(err.Error(), "picky refuses") {
-		t.Fatalf("err = %v; want ErrBadPayload from the runner", err)
-	}
+	require.ErrorIs(t, err, flame.ErrBadPayload, "err = %v; want ErrBadPayload from the runner", err)
+	require.ErrorContains(t, err, "picky refuses", "err = %v; want ErrBadPayload from the runner", err)
 }
 
 func TestProcessOversizedPayloads(t *testing.T) {
 	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{MaxMessageSize: 4096})
 	ctx := context.Background()
 	_, err := echoFn.Call(ctx, p, echoIn{Name: strings.Repeat("a", 10_000)})
-	if !errors.Is(err, flame.ErrTooLarge) || !strings.Contains(err.Error(), "arguments of") {
-		t.Fatalf("big arguments: %v; want ErrTooLarge", err)
-	}
+	require.ErrorIs(t, err, flame.ErrTooLarge, "big arguments: %v; want ErrTooLarge", err)
+	require.ErrorContains(t, err, "arguments of", "big arguments: %v; want ErrTooLarge", err)
 	_, err = blobFn.Call(ctx, p, 10_000)
-	if !errors.Is(err, flame.ErrTooLarge) || !strings.Contains(err.Error(), "result of") {
-		t.Fatalf("big result: %v; want ErrTooLarge", err)
-	}
+	require.ErrorIs(t, err, flame.ErrTooLarge, "big result: %v; want ErrTooLarge", err)
+	require.ErrorContains(t, err, "result of", "big result: %v; want ErrTooLarge", err)
 	// Just under the limit works, and the runner is still healthy.
 	s, err := blobFn.Call(ctx, p, 4000)
-	if err != nil || len(s) != 4000 {
-		t.Fatalf("result under the limit: %d bytes, %v", len(s), err)
-	}
-	if st := p.Stats(); st.Booted != 1 {
-		t.Fatalf("stats %+v; want the one runner to have served all calls", st)
-	}
+	require.NoError(t, err, "result under the limit: %d bytes", len(s))
+	require.Len(t, s, 4000, "result under the limit: %d bytes, %v", len(s), err)
+	st := p.Stats()
+	require.Equal(t, uint64(1), st.Booted, "stats %+v; want the one runner to have served all calls", st)
 }
 
 func TestProcessVersionSkewFailsBoot(t *testing.T) {
 	_, err := flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 20 * time.Second,
 		Backend: flame.ProcessBackend{Env: []string{"GOFLAME_TEST_EXTRA=1", raceQuickExit()}, Logger: slog.New(&capture{})}})
-	if !errors.Is(err, flame.ErrVersionSkew) || !strings.Contains(err.Error(), "must register the same functions") {
-		t.Fatalf("err = %v; want ErrVersionSkew about the registry", err)
-	}
+	require.ErrorIs(t, err, flame.ErrVersionSkew, "err = %v; want ErrVersionSkew about the registry", err)
+	require.ErrorContains(t, err, "must register the same functions", "err = %v; want ErrVersionSkew about the registry", err)
 	waitNoChildren(t, 5*time.Second)
 }
 
@@ -645,12 +578,11 @@ func TestProcessBootTimeoutKillsChild(t *testing.T) {
 	_, err = flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 300 * time.Millisecond,
 		Backend: flame.ProcessBackend{Path: sleep, Args: []string{"60"}, Logger: slog.New(&capture{})}})
 	// The pool's timer and the backend's race to report it; either is fine.
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(strings.ToLower(err.Error()), "boottimeout") && !strings.Contains(err.Error(), "boot timeout") {
-		t.Fatalf("err = %v; want a boot timeout", err)
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("NewPool took %v", took)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "err = %v; want a boot timeout", err)
+	require.True(t, strings.Contains(strings.ToLower(err.Error()), "boottimeout") || strings.Contains(err.Error(), "boot timeout"),
+		"err = %v; want a boot timeout", err)
+	took := time.Since(start)
+	require.LessOrEqual(t, took, 10*time.Second, "NewPool took %v", took)
 	waitNoChildren(t, 5*time.Second)
 
 	// A program that exits at once (not a goflame runner) fails the boot
@@ -661,9 +593,8 @@ func TestProcessBootTimeoutKillsChild(t *testing.T) {
 	}
 	_, err = flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 20 * time.Second,
 		Backend: flame.ProcessBackend{Path: sh, Args: []string{"-c", "echo not a runner >&2; exit 7"}, Logger: slog.New(&capture{})}})
-	if err == nil || !strings.Contains(err.Error(), "exit status 7") || !strings.Contains(err.Error(), "not a runner") {
-		t.Fatalf("err = %v; want the exit status and last output", err)
-	}
+	require.ErrorContains(t, err, "exit status 7", "err = %v; want the exit status and last output", err)
+	require.ErrorContains(t, err, "not a runner", "err = %v; want the exit status and last output", err)
 	waitNoChildren(t, 5*time.Second)
 }
 
@@ -672,15 +603,12 @@ func TestProcessClosureIsNotPortable(t *testing.T) {
 	ctx := context.Background()
 	ran := false
 	err := p.Call(ctx, func(context.Context) error { ran = true; return nil })
-	if !errors.Is(err, flame.ErrNotPortable) || ran {
-		t.Fatalf("Call(closure) = %v (ran %v); want ErrNotPortable", err, ran)
-	}
-	if _, err := p.PlaceChild(ctx, func(context.Context) error { ran = true; return nil }); !errors.Is(err, flame.ErrNotPortable) || ran {
-		t.Fatalf("PlaceChild(closure) = %v; want ErrNotPortable", err)
-	}
-	if err := p.Cast(ctx, func(context.Context) error { ran = true; return nil }); err != nil {
-		t.Fatal(err)
-	}
+	require.ErrorIs(t, err, flame.ErrNotPortable, "Call(closure) = %v (ran %v); want ErrNotPortable", err, ran)
+	require.False(t, ran, "Call(closure) = %v (ran %v); want ErrNotPortable", err, ran)
+	_, err = p.PlaceChild(ctx, func(context.Context) error { ran = true; return nil })
+	require.ErrorIs(t, err, flame.ErrNotPortable, "PlaceChild(closure) = %v; want ErrNotPortable", err)
+	require.False(t, ran, "PlaceChild(closure) = %v; want ErrNotPortable", err)
+	require.NoError(t, p.Cast(ctx, func(context.Context) error { ran = true; return nil }))
 	eventually(t, 10*time.Second, "the cast's error to be logged", func() bool {
 		for _, l := range logs.lines() {
 			if strings.Contains(l, "cast failed") && strings.Contains(l, "cannot run a closure") {
@@ -689,9 +617,7 @@ func TestProcessClosureIsNotPortable(t *testing.T) {
 		}
 		return false
 	})
-	if ran {
-		t.Fatal("a closure ran")
-	}
+	require.False(t, ran, "a closure ran")
 }
 
 func TestProcessCastAndPlace(t *testing.T) {
@@ -700,38 +626,32 @@ func TestProcessCastAndPlace(t *testing.T) {
 	ctx := context.Background()
 
 	castMarker := filepath.Join(dir, "cast")
-	if err := blockFn.Cast(ctx, p, blockIn{Marker: castMarker, For: time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, blockFn.Cast(ctx, p, blockIn{Marker: castMarker, For: time.Millisecond}))
 	castPID := waitMarker(t, castMarker)
 
 	placeMarker := filepath.Join(dir, "place")
 	child, err := blockFn.Place(ctx, p, blockIn{Marker: placeMarker, For: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer child.Stop()
-	if pid := waitMarker(t, placeMarker); pid != castPID {
-		t.Fatalf("place ran in pid %d, cast in %d; want the one runner", pid, castPID)
-	}
+	pid := waitMarker(t, placeMarker)
+	require.Equal(t, castPID, pid, "place ran in pid %d, cast in %d; want the one runner", pid, castPID)
 	select {
 	case <-child.Done():
-		t.Fatalf("child ended early: %v", child.Err())
+		require.FailNow(t, "child ended early", "%v", child.Err())
 	default:
 	}
 	// The cast's slot comes back; the child keeps its own.
 	eventually(t, 10*time.Second, "one slot in use while the child runs", func() bool { return p.Stats().InUse == 1 })
 	child.Stop()
-	if err := child.Err(); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "handler saw") {
-		t.Fatalf("child.Err() = %v; want the handler's report of its cancellation", err)
-	}
+	err = child.Err()
+	require.ErrorIs(t, err, context.Canceled, "child.Err() = %v; want the handler's report of its cancellation", err)
+	require.ErrorContains(t, err, "handler saw", "child.Err() = %v; want the handler's report of its cancellation", err)
 }
 
 func TestProcessOutputGoesToLogger(t *testing.T) {
 	p, logs := procPool(t, flame.Config{Name: "printer", Max: 1}, flame.ProcessBackend{})
-	if _, err := printFn.Call(context.Background(), p, "line one"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := printFn.Call(context.Background(), p, "line one")
+	require.NoError(t, err)
 	want := []string{
 		"runner output pool=printer runner=1 pid=", "stream=stdout line=out: line one",
 		"stream=stderr line=err: line one",
@@ -754,40 +674,28 @@ func TestProcessRunnersDieWithParent(t *testing.T) {
 			cmd.Env = append(os.Environ(), "GOFLAME_TEST_ROLE=parent")
 			cmd.Stderr = os.Stderr
 			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
 			defer func() {
 				_ = cmd.Process.Kill()
 				_ = cmd.Wait()
 			}()
 			line, err := bufio.NewReader(out).ReadString('\n')
-			if err != nil {
-				t.Fatalf("helper parent: %v", err)
-			}
+			require.NoError(t, err, "helper parent")
 			var pids []int
 			for _, f := range strings.Fields(strings.TrimPrefix(line, "runners")) {
 				pid, _ := strconv.Atoi(f)
 				pids = append(pids, pid)
 			}
-			if len(pids) != 2 {
-				t.Fatalf("helper said %q; want two runner pids", line)
-			}
+			require.Len(t, pids, 2, "helper said %q; want two runner pids", line)
 			for _, pid := range pids {
-				if gone(pid) {
-					t.Fatalf("runner %d not running before the parent went away", pid)
-				}
+				require.False(t, gone(pid), "runner %d not running before the parent went away", pid)
 			}
 			sig := syscall.SIGKILL
 			if how == "stopped" {
 				sig = syscall.SIGSTOP // alive but silent: keepalives go unanswered
 			}
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, cmd.Process.Signal(sig))
 			for _, pid := range pids {
 				eventually(t, 5*time.Second, fmt.Sprintf("runner %d to exit after its parent was %s", pid, how), func() bool {
 					return gone(pid)
@@ -826,42 +734,36 @@ func playRole(role string) int {
 
 func TestFuncOnLocalBackendRoundTripsThroughCodec(t *testing.T) {
 	p, err := flame.NewPool(flame.Config{Max: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer p.Close(context.Background())
 	ctx := context.Background()
 	out, err := echoFn.Call(ctx, p, echoIn{Name: "local", Nums: []int{2, 3}})
-	if err != nil || out.Greeting != "hello, local" || out.Sum != 5 || out.PID != os.Getpid() || out.Runner != 1 {
-		t.Fatalf("local echo: %+v, %v", out, err)
-	}
+	require.NoError(t, err, "local echo: %+v", out)
+	require.Equal(t, "hello, local", out.Greeting, "local echo: %+v, %v", out, err)
+	require.Equal(t, 5, out.Sum, "local echo: %+v, %v", out, err)
+	require.Equal(t, os.Getpid(), out.PID, "local echo: %+v, %v", out, err)
+	require.Equal(t, uint64(1), out.Runner, "local echo: %+v, %v", out, err)
 	// Errors come back in the same form as from a process.
 	_, err = failFn.Call(ctx, p, "nope")
 	var fe *flame.FuncError
-	if !errors.As(err, &fe) || fe.Message != "nope" || fe.Code != "handler" {
-		t.Fatalf("local error: %#v", err)
-	}
+	require.ErrorAs(t, err, &fe, "local error: %#v", err)
+	require.Equal(t, "nope", fe.Message, "local error: %#v", err)
+	require.Equal(t, flame.ErrorCode("handler"), fe.Code, "local error: %#v", err)
 	// A value that cannot be decoded fails here as it would on a process.
-	if _, err := pickyFn.Call(ctx, p, picky{}); !errors.Is(err, flame.ErrBadPayload) {
-		t.Fatalf("picky: %v; want ErrBadPayload", err)
-	}
+	_, err = pickyFn.Call(ctx, p, picky{})
+	require.ErrorIs(t, err, flame.ErrBadPayload, "picky: %v; want ErrBadPayload", err)
 	// A value that cannot be encoded fails before any runner is involved.
-	if _, err := chanFn.Call(ctx, p, make(chan int)); !errors.Is(err, flame.ErrBadPayload) {
-		t.Fatalf("chan argument: %v; want ErrBadPayload", err)
-	}
+	_, err = chanFn.Call(ctx, p, make(chan int))
+	require.ErrorIs(t, err, flame.ErrBadPayload, "chan argument: %v; want ErrBadPayload", err)
 	var pe *flame.PanicError
-	if _, err := panicFn.Call(ctx, p, "local boom"); !errors.As(err, &pe) || pe.Value != "local boom" {
-		t.Fatalf("local panic: %v", err)
-	}
+	_, err = panicFn.Call(ctx, p, "local boom")
+	require.ErrorAs(t, err, &pe, "local panic: %v", err)
+	require.Equal(t, "local boom", pe.Value, "local panic: %v", err)
 	// Cast and Place run too.
 	child, err := blockFn.Place(ctx, p, blockIn{For: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	child.Stop()
-	if !errors.Is(child.Err(), context.Canceled) {
-		t.Fatalf("local child: %v", child.Err())
-	}
+	require.ErrorIs(t, child.Err(), context.Canceled, "local child: %v", child.Err())
 }
 
 var chanFn = flame.Register("test.chan", func(ctx context.Context, c chan int) (int, error) { return 0, nil })
@@ -887,36 +789,26 @@ var nested = flame.Register("test.nested", func(ctx context.Context, _ int) (str
 func TestNestedClosureFromLocalHandlerIsNotPortable(t *testing.T) {
 	remote, _ := procPool(t, flame.Config{Name: "remote", Max: 1}, flame.ProcessBackend{})
 	local, err := flame.NewPool(flame.Config{Name: "local", Max: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer local.Close(context.Background())
 
 	nestedRemote = remote
 	defer func() { nestedRemote = nil }()
 	got, err := nested.Call(context.Background(), local, 0)
-	if err != nil || got != "ok" {
-		t.Fatalf("nested: %q, %v", got, err)
-	}
+	require.NoError(t, err, "nested: %q", got)
+	require.Equal(t, "ok", got, "nested: %q, %v", got, err)
 }
 
 func TestRegisterRejectsBadIDs(t *testing.T) {
 	mustPanic := func(name string, f func()) {
 		t.Helper()
-		defer func() {
-			if recover() == nil {
-				t.Errorf("%s: no panic", name)
-			}
-		}()
-		f()
+		assert.Panics(t, f, "%s: no panic", name)
 	}
 	noop := func(context.Context, int) (int, error) { return 0, nil }
 	mustPanic("empty id", func() { flame.Register("", noop) })
 	mustPanic("duplicate id", func() { flame.Register("test.echo", noop) })
 	mustPanic("nil fn", func() { flame.Register[int, int]("test.nil", nil) })
-	if echoFn.ID() != "test.echo" {
-		t.Fatalf("ID() = %q", echoFn.ID())
-	}
+	require.Equal(t, "test.echo", echoFn.ID(), "ID() = %q", echoFn.ID())
 }
 
 func TestProcessPoolLeavesNoGoroutineAfterClose(t *testing.T) {
@@ -924,44 +816,32 @@ func TestProcessPoolLeavesNoGoroutineAfterClose(t *testing.T) {
 	logs := &capture{}
 	p, err := flame.NewPool(flame.Config{Name: "leak", Min: 1, Max: 2, MaxConcurrency: 1, BootTimeout: 20 * time.Second,
 		Backend: flame.ProcessBackend{Logger: slog.New(logs), Env: []string{raceQuickExit()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Go(func() {
-			if _, err := echoFn.Call(context.Background(), p, echoIn{Name: strconv.Itoa(i)}); err != nil {
-				t.Error(err)
-			}
+			_, err := echoFn.Call(context.Background(), p, echoIn{Name: strconv.Itoa(i)})
+			assert.NoError(t, err)
 		})
 	}
 	wg.Wait()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := blockFn.Call(ctx, p, blockIn{}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("call with a done ctx: %v", err)
-	}
-	if err := p.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	_, err = blockFn.Call(ctx, p, blockIn{})
+	require.ErrorIs(t, err, context.Canceled, "call with a done ctx: %v", err)
+	require.NoError(t, p.Close(context.Background()))
 	goleak.VerifyNone(t, before)
-	if kids := children(os.Getpid()); len(kids) != 0 {
-		t.Fatalf("children after Close: %v", kids)
-	}
+	require.Empty(t, children(os.Getpid()), "children after Close")
 }
 
 func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	node, err := flame.ProcessBackend{Logger: slog.New(&capture{}), Env: []string{raceQuickExit()}}.Boot(ctx, flame.RunnerSpec{Pool: "wedged", ID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	inv := node.(flame.Invoker)
 	res, err := inv.Invoke(ctx, flame.Invocation{Func: ignoreTermFn.ID(), Args: []byte("0")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pid, _ := strconv.Atoi(string(res))
 	// A call that ignores its ctx keeps the runner from draining.
 	marker := filepath.Join(t.TempDir(), "started")
@@ -975,20 +855,16 @@ func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
 	sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer scancel()
 	err = node.Shutdown(sctx)
-	if err == nil || !strings.Contains(err.Error(), "signal: killed") {
-		t.Fatalf("Shutdown = %v; want the runner killed after ignoring SIGTERM", err)
-	}
-	if _, exists := procStat(pid); exists {
-		t.Fatalf("runner %d not reaped after Shutdown returned", pid)
-	}
+	require.ErrorContains(t, err, "signal: killed", "Shutdown = %v; want the runner killed after ignoring SIGTERM", err)
+	_, exists := procStat(pid)
+	require.False(t, exists, "runner %d not reaped after Shutdown returned", pid)
 	select {
 	case <-node.Done():
 	default:
-		t.Fatal("Done not closed after Shutdown returned")
+		require.FailNow(t, "Done not closed after Shutdown returned")
 	}
-	if err := <-callErr; !errors.Is(err, flame.ErrRunnerDown) {
-		t.Fatalf("in-flight call: %v; want ErrRunnerDown", err)
-	}
+	err = <-callErr
+	require.ErrorIs(t, err, flame.ErrRunnerDown, "in-flight call: %v; want ErrRunnerDown", err)
 }
 
 // Many concurrent calls on one runner, more than the lanes a node keeps
@@ -1025,19 +901,16 @@ func TestProcessManyConcurrentCallsWithCancels(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Error(err)
+		assert.NoError(t, err)
 	}
 	for i := range 50 { // the lanes are still in step
-		if out, err := echoFn.Call(context.Background(), p, echoIn{Nums: []int{i}}); err != nil || out.Sum != i {
-			t.Fatalf("call %d after the storm: %+v, %v", i, out, err)
-		}
+		out, err := echoFn.Call(context.Background(), p, echoIn{Nums: []int{i}})
+		require.NoError(t, err, "call %d after the storm: %+v", i, out)
+		require.Equal(t, i, out.Sum, "call %d after the storm: %+v, %v", i, out, err)
 	}
-	if err := p.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, p.Close(context.Background()))
 	// A little slack: the runtime may open its own poller descriptors on
 	// first use. A leaked lane would be hundreds.
-	if fds := openFDs(t); fds > fds0+4 {
-		t.Fatalf("%d descriptors open after Close, %d before the pool", fds, fds0)
-	}
+	fds := openFDs(t)
+	require.LessOrEqual(t, fds, fds0+4, "%d descriptors open after Close, %d before the pool", fds, fds0)
 }

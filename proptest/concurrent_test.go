@@ -14,6 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
 	"github.com/goflame/goflame/flame"
@@ -41,9 +42,7 @@ import (
 func TestPoolInvariantsUnderConcurrency(t *testing.T) {
 	if raceEnabled && !checksSet {
 		old := flag.Lookup("rapid.checks").Value.String()
-		if err := flag.Set("rapid.checks", defaultRaceChecks); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, flag.Set("rapid.checks", defaultRaceChecks))
 		defer func() { _ = flag.Set("rapid.checks", old) }()
 	}
 	rapid.Check(t, func(t *rapid.T) {

@@ -83,7 +83,7 @@ func newLockstep(t *rapid.T) *lockstep {
 	}
 	if idleCheck {
 		// The first idle check may start a call: it must not land on a
-		// runner that then shuts down (§3.7, the atomic claim).
+		// runner that then shuts down (SPEC §3.7, the atomic claim).
 		s := idleScript{answer: true, startCall: rapid.Bool().Draw(t, "first IdleCheck starts a call")}
 		ls.o.idle = s
 		cfg.IdleCheck = ls.o.idleCheck

@@ -2,8 +2,9 @@ package proptest
 
 import (
 	"context"
-	"errors"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/goflame/goflame/flame"
 )
@@ -14,14 +15,12 @@ import (
 // TestFnAsksForDoneAfterItsCtxEnded: a fn whose ctx is already cancelled
 // when it first asks for Done (here its caller gave up; equally its limit
 // passed or its runner went down) must see a closed Done and return its own
-// error (§3.3). Found by TestPoolInvariantsUnderConcurrency: execCtx.Done
+// error (SPEC §3.3). Found by TestPoolInvariantsUnderConcurrency: execCtx.Done
 // closed the channel twice, so the Call returned *PanicError("close of
 // closed channel") although fn never panicked.
 func TestFnAsksForDoneAfterItsCtxEnded(t *testing.T) {
 	p, err := flame.NewPool(flame.Config{Max: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer p.Close(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	err = p.Call(ctx, func(fctx context.Context) error {
@@ -30,7 +29,6 @@ func TestFnAsksForDoneAfterItsCtxEnded(t *testing.T) {
 		return fctx.Err()
 	})
 	var pe *flame.PanicError
-	if errors.As(err, &pe) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("Call = %v (%T), want context.Canceled", err, err)
-	}
+	require.NotErrorAs(t, err, &pe, "Call = %v (%T), want context.Canceled", err, err)
+	require.ErrorIs(t, err, context.Canceled, "Call = %v (%T), want context.Canceled", err, err)
 }

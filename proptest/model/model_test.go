@@ -1,10 +1,11 @@
 package model
 
 import (
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	_ "pgregory.net/rapid" // registers -rapid.* flags, so that they work on ./proptest/...
 )
 
@@ -16,27 +17,25 @@ func testConfig() Config {
 	}
 }
 
-// §3.2: "5 simultaneous callers on an empty pool with MaxConcurrency 2 boot
+// SPEC §3.2: "5 simultaneous callers on an empty pool with MaxConcurrency 2 boot
 // 3 runners."
 func TestFiveCallersWithConcurrencyTwoBootThreeRunners(t *testing.T) {
 	m := New(testConfig())
 	for range 5 {
 		m.Start(Spec{Kind: KindCall})
 	}
-	if got := m.PendingBoots(); !slices.Equal(got, []uint64{1, 2, 3}) {
-		t.Fatalf("pending boots %v, want [1 2 3]", got)
-	}
+	got := m.PendingBoots()
+	require.Equal(t, []uint64{1, 2, 3}, got, "pending boots %v, want [1 2 3]", got)
 	want := []Event{
 		{Kind: GrowStart, RunnerID: 1, Count: 1},
 		{Kind: GrowStart, RunnerID: 2, Count: 2},
 		{Kind: GrowStart, RunnerID: 3, Count: 3},
 	}
-	if got := m.Events(); !slices.Equal(got, want) {
-		t.Fatalf("events %v, want %v", got, want)
-	}
+	events := m.Events()
+	require.Equal(t, want, events, "events %v, want %v", events, want)
 }
 
-// §3.2b: a runner that comes up serves up to MaxConcurrency waiters, head
+// SPEC §3.2b: a runner that comes up serves up to MaxConcurrency waiters, head
 // first.
 func TestRunnerUpServesHeadWaiters(t *testing.T) {
 	m := New(testConfig())
@@ -45,36 +44,30 @@ func TestRunnerUpServesHeadWaiters(t *testing.T) {
 	}
 	m.CompleteBoot(2)
 	for id, want := range map[int]Phase{1: Running, 2: Running, 3: Queued} {
-		if got := m.Work(id).Phase; got != want {
-			t.Errorf("work %d phase %v, want %v", id, got, want)
-		}
+		got := m.Work(id).Phase
+		assert.Equal(t, want, got, "work %d phase %v, want %v", id, got, want)
 	}
-	if w := m.Work(1); w.Runner != 2 {
-		t.Errorf("work 1 on runner #%d, want #2", w.Runner)
-	}
+	w := m.Work(1)
+	assert.Equal(t, uint64(2), w.Runner, "work 1 on runner #%d, want #2", w.Runner)
 }
 
-// §3.6: no demand, no retry; with demand, one retry a second later.
+// SPEC §3.6: no demand, no retry; with demand, one retry a second later.
 func TestBootRetryOnlyWithDemand(t *testing.T) {
 	m := New(testConfig())
 	m.Start(Spec{Kind: KindCall, Timeout: 500 * time.Millisecond})
 	m.Advance(time.Second) // the caller gives up
 	m.FailBoot(1)
-	if m.retryPending {
-		t.Fatal("retry scheduled without demand")
-	}
+	require.False(t, m.retryPending, "retry scheduled without demand")
 	m.Start(Spec{Kind: KindCall})
 	m.FailBoot(2)
-	if !m.retryPending || len(m.boots) != 0 {
-		t.Fatalf("after a failure with demand: retryPending=%v boots=%v", m.retryPending, m.PendingBoots())
-	}
+	require.True(t, m.retryPending, "after a failure with demand: retryPending=%v boots=%v", m.retryPending, m.PendingBoots())
+	require.Empty(t, m.boots, "after a failure with demand: retryPending=%v boots=%v", m.retryPending, m.PendingBoots())
 	m.Advance(RetryAfter)
-	if got := m.PendingBoots(); !slices.Equal(got, []uint64{3}) {
-		t.Fatalf("after the retry: pending boots %v, want [3]", got)
-	}
+	got := m.PendingBoots()
+	require.Equal(t, []uint64{3}, got, "after the retry: pending boots %v, want [3]", got)
 }
 
-// §3.7: a runner idles down between one and two periods after its last
+// SPEC §3.7: a runner idles down between one and two periods after its last
 // work.
 func TestIdleShutdownBetweenOneAndTwoPeriods(t *testing.T) {
 	cfg := testConfig()
@@ -84,11 +77,9 @@ func TestIdleShutdownBetweenOneAndTwoPeriods(t *testing.T) {
 	m.Advance(time.Second)
 	m.Finish(id)
 	m.Advance(cfg.IdleShutdownAfter - time.Second) // first period ends: it was used
-	if _, ok := m.Runner(1); !ok {
-		t.Fatal("runner idled down in the period it was used")
-	}
+	_, ok := m.Runner(1)
+	require.True(t, ok, "runner idled down in the period it was used")
 	m.Advance(cfg.IdleShutdownAfter)
-	if _, ok := m.Runner(1); ok {
-		t.Fatal("runner still up after a whole idle period")
-	}
+	_, ok = m.Runner(1)
+	require.False(t, ok, "runner still up after a whole idle period")
 }
