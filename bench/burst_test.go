@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Scenario 5: burst growth from zero. A pool with no runner up gets N =
@@ -40,14 +42,10 @@ func BenchmarkBurst(b *testing.B) {
 			var total time.Duration
 			for range b.N {
 				p, err := im.grow(burstMax, burstSlots, burstBoot)
-				if err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, err)
 				d, err := burst(p, callers, 30*time.Second)
 				p.Close()
-				if err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, err)
 				total += d
 			}
 			avg := total / time.Duration(b.N)

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Tests of the harness itself: the command's parsing and plotting, and every
@@ -21,34 +24,32 @@ import (
 func TestParseLineReadsNameCPUAndMetrics(t *testing.T) {
 	cpus := []int{1, 2}
 	s, ok := parseLine("BenchmarkFreeCheckout/impl=goflame/par=8-2  \t 123456\t  25.3 ns/op\t 0 B/op\t 0 allocs/op", cpus)
-	if !ok {
-		t.Fatal("line not parsed")
-	}
-	if s.Scenario != "FreeCheckout" || s.Impl != "goflame" || s.Params != "par=8" || s.CPU != 2 || s.Iters != 123456 {
-		t.Errorf("parsed %+v", s)
-	}
-	if v, ok := s.get("ns/op"); !ok || v != 25.3 {
-		t.Errorf("ns/op = %v, %v", v, ok)
-	}
+	require.True(t, ok, "line not parsed")
+	assert.Equal(t, "FreeCheckout", s.Scenario, "parsed %+v", s)
+	assert.Equal(t, "goflame", s.Impl, "parsed %+v", s)
+	assert.Equal(t, "par=8", s.Params, "parsed %+v", s)
+	assert.Equal(t, 2, s.CPU, "parsed %+v", s)
+	assert.Equal(t, int64(123456), s.Iters, "parsed %+v", s)
+	v, ok := s.get("ns/op")
+	assert.True(t, ok, "ns/op = %v, %v", v, ok)
+	assert.Equal(t, 25.3, v, "ns/op = %v, %v", v, ok)
 	s, ok = parseLine("BenchmarkBurst/impl=actor/callers=80 1 1020586500 ns/op 1020 all-served-ms 10.20 boots", cpus)
-	if !ok || s.CPU != 1 || s.Params != "callers=80" {
-		t.Errorf("no -N suffix: parsed %+v, %v", s, ok)
-	}
-	if v, _ := s.get("boots"); v != 10.2 {
-		t.Errorf("boots = %v", v)
-	}
+	assert.True(t, ok, "no -N suffix: parsed %+v, %v", s, ok)
+	assert.Equal(t, 1, s.CPU, "no -N suffix: parsed %+v, %v", s, ok)
+	assert.Equal(t, "callers=80", s.Params, "no -N suffix: parsed %+v, %v", s, ok)
+	v, _ = s.get("boots")
+	assert.Equal(t, 10.2, v, "boots")
 	// A suffix that is not one of the -cpu values belongs to the name.
 	s, ok = parseLine("BenchmarkMemory/impl=goflame-16 1 5 ns/op", cpus)
-	if !ok || s.Impl != "goflame-16" || s.CPU != 1 {
-		t.Errorf("parsed %+v, %v", s, ok)
-	}
+	assert.True(t, ok, "parsed %+v, %v", s, ok)
+	assert.Equal(t, "goflame-16", s.Impl, "parsed %+v, %v", s, ok)
+	assert.Equal(t, 1, s.CPU, "parsed %+v, %v", s, ok)
 	for _, line := range []string{
 		"goos: linux", "PASS", "ok  \tgithub.com/goflame/goflame/bench\t1.2s",
 		"BenchmarkX-2 --- FAIL", "BenchmarkFreeCheckout/impl=goflame/par=8-2",
 	} {
-		if _, ok := parseLine(line, cpus); ok {
-			t.Errorf("parsed %q", line)
-		}
+		_, ok := parseLine(line, cpus)
+		assert.False(t, ok, "parsed %q", line)
 	}
 }
 
@@ -61,25 +62,14 @@ func TestMediansAreOverRunsOfTheSameBenchmark(t *testing.T) {
 		}
 		rs.add(sample{Scenario: "Call", Impl: "goflame", Params: "par=1", CPU: cpu, Metrics: []metric{{"ns/op", v}}})
 	}
-	if m := rs.median("Call", "goflame", "par=1", 2, "ns/op"); m != 20 {
-		t.Errorf("median = %v, want 20", m)
-	}
-	if n := rs.runs("Call"); n != 1 {
-		t.Errorf("runs = %d, want 1 (the fewest of any benchmark)", n)
-	}
-	if m := rs.median("Call", "actor", "par=1", 2, "ns/op"); !math.IsNaN(m) {
-		t.Errorf("median of nothing = %v, want NaN", m)
-	}
-	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
-		t.Errorf("even median = %v", m)
-	}
+	assert.Equal(t, 20.0, rs.median("Call", "goflame", "par=1", 2, "ns/op"), "median")
+	assert.Equal(t, 1, rs.runs("Call"), "runs, want 1 (the fewest of any benchmark)")
+	m := rs.median("Call", "actor", "par=1", 2, "ns/op")
+	assert.True(t, math.IsNaN(m), "median of nothing = %v, want NaN", m)
+	assert.Equal(t, 2.5, median([]float64{4, 1, 3, 2}), "even median")
 	var buf bytes.Buffer
-	if err := rs.writeCSV(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(buf.String(), "\n"); n != 5 {
-		t.Errorf("csv has %d lines, want header + 4:\n%s", n, buf.String())
-	}
+	require.NoError(t, rs.writeCSV(&buf))
+	assert.Equal(t, 5, strings.Count(buf.String(), "\n"), "csv lines, want header + 4:\n%s", buf.String())
 }
 
 func TestHistogramQuantilesAreWithinThreePercent(t *testing.T) {
@@ -89,24 +79,19 @@ func TestHistogramQuantilesAreWithinThreePercent(t *testing.T) {
 	}
 	for _, q := range []float64{0.5, 0.9, 0.99} {
 		want := q * 100000 * 100
-		if got := float64(h.quantile(q)); math.Abs(got-want)/want > 0.03 {
-			t.Errorf("q%v = %v, want %v ±3%%", q, got, want)
-		}
+		got := float64(h.quantile(q))
+		assert.InEpsilon(t, want, got, 0.03, "q%v = %v, want %v ±3%%", q, got, want)
 	}
-	if h.max != 100000*100 || h.quantile(1) != h.max {
-		t.Errorf("max = %d, q1 = %d", h.max, h.quantile(1))
-	}
+	assert.Equal(t, int64(100000*100), h.max, "max = %d, q1 = %d", h.max, h.quantile(1))
+	assert.Equal(t, h.max, h.quantile(1), "max = %d, q1 = %d", h.max, h.quantile(1))
 	// Buckets are contiguous and each value lies in its own bucket's range.
 	prev := -1
 	for v := int64(0); v < 1<<20; v += 1 + v/97 {
 		i := histIndex(v)
-		if i < prev {
-			t.Fatalf("index of %d is %d, below %d", v, i, prev)
-		}
+		require.GreaterOrEqual(t, i, prev, "index of %d is %d, below %d", v, i, prev)
 		prev = i
-		if mid := histValue(i); math.Abs(float64(mid-v)) > 0.035*float64(v)+1 {
-			t.Fatalf("value %d in bucket %d with middle %d", v, i, mid)
-		}
+		mid := histValue(i)
+		require.InDelta(t, v, mid, 0.035*float64(v)+1, "value %d in bucket %d with middle %d", v, i, mid)
 	}
 }
 
@@ -118,40 +103,30 @@ func TestWriteSVGIsWellFormed(t *testing.T) {
 		{title: "log", log: true, groups: []string{"a"}, series: []string{"goflame", "actor"}, values: [][]float64{{20, 2e4}}},
 		{title: "empty"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	d := xml.NewDecoder(&buf)
 	for {
 		_, err := d.Token()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err != nil {
-			t.Fatalf("not well-formed XML: %v", err)
-		}
+		require.NoError(t, err, "not well-formed XML")
 	}
 }
 
 func TestFmtNumIsShort(t *testing.T) {
 	for v, want := range map[float64]string{0: "0", 0.8681: "0.868", 12.34: "12.3", 456: "456", 1294: "1294", 25000: "25k", 3.2e6: "3.2M"} {
-		if got := fmtNum(v); got != want {
-			t.Errorf("fmtNum(%v) = %q, want %q", v, got, want)
-		}
+		assert.Equal(t, want, fmtNum(v), "fmtNum(%v)", v)
 	}
 }
 
 func TestArgsMatchGoTest(t *testing.T) {
 	o := options{cpus: []int{1, 2}, count: 3}
 	a := o.args(benchRun{bench: "BenchmarkCall", quick: "100ms", long: "1s", allCPUs: true})
-	if got, want := strings.Join(a.display, " "), "-run '^$' -bench '^BenchmarkCall$' -benchmem -count 3 -cpu 1,2 -benchtime 100ms"; got != want {
-		t.Errorf("display %q, want %q", got, want)
-	}
+	assert.Equal(t, "-run '^$' -bench '^BenchmarkCall$' -benchmem -count 3 -cpu 1,2 -benchtime 100ms", strings.Join(a.display, " "), "display")
 	o.long, o.benchtime = true, "5s"
 	a = o.args(benchRun{bench: "BenchmarkBurst", quick: "1x", long: "3x"})
-	if got := strings.Join(a.exec, " "); !strings.Contains(got, "-test.cpu=2 -test.benchtime=3x") {
-		t.Errorf("exec %q: want the largest cpu only and the long count-style benchtime", got)
-	}
+	assert.Contains(t, strings.Join(a.exec, " "), "-test.cpu=2 -test.benchtime=3x", "exec: want the largest cpu only and the long count-style benchtime")
 }
 
 // forEachImpl runs f for every implementation as a subtest.
@@ -164,17 +139,14 @@ func forEachImpl(t *testing.T, f func(t *testing.T, im impl)) {
 func TestFIFOProbeSeesExactFIFO(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im impl) {
 		r, err := fifoProbe(mustNew(t, im, 1, 1), 16, fifoSpacing)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		// goflame, actor and mutex call ctx.Done only once the caller is
 		// queued, so the probe's arrival order is their queue order and any
 		// inversion is theirs. semaphore and puddle call it just before
 		// queueing; their probe is best effort.
 		if im.name == "goflame" || im.name == "actor" || im.name == "mutex" {
-			if n := r.inversions(); n != 0 {
-				t.Errorf("%d inversions, service order %v", n, r.order)
-			}
+			n := r.inversions()
+			assert.Zero(t, n, "%d inversions, service order %v", n, r.order)
 		}
 	})
 }
@@ -193,12 +165,10 @@ func TestTimeoutStormLosesNoSlot(t *testing.T) {
 		}
 		wg.Wait()
 		r := st.report(c, time.Since(start), c.capacity()-slotsTakeable(p, c.capacity(), 5*time.Second))
-		if r.other != 0 || r.lost != 0 {
-			t.Errorf("%d unexpected errors, %d slots lost", r.other, r.lost)
-		}
-		if st.ok.Load()+st.timedOut.Load()+st.late.Load() != 200 {
-			t.Errorf("ok %d + timed out %d + late %d != 200 calls", st.ok.Load(), st.timedOut.Load(), st.late.Load())
-		}
+		assert.Zero(t, r.other, "%d unexpected errors, %d slots lost", r.other, r.lost)
+		assert.Zero(t, r.lost, "%d unexpected errors, %d slots lost", r.other, r.lost)
+		ok, timedOut, late := st.ok.Load(), st.timedOut.Load(), st.late.Load()
+		assert.Equal(t, int64(200), ok+timedOut+late, "ok %d + timed out %d + late %d != 200 calls", ok, timedOut, late)
 	})
 }
 
@@ -208,30 +178,21 @@ func TestBurstServesEveryCaller(t *testing.T) {
 			t.Skip("cannot grow")
 		}
 		p, err := im.grow(3, 2, 10*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer p.Close()
 		d, err := burst(p, 6, 30*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d < 10*time.Millisecond {
-			t.Errorf("served in %v, before a single boot could finish", d)
-		}
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, d, 10*time.Millisecond, "served in %v, before a single boot could finish", d)
 	})
 }
 
 func TestMemoryProbesRun(t *testing.T) {
 	forEachImpl(t, func(t *testing.T, im impl) {
-		if _, err := waiterCost(im, 20); err != nil {
-			t.Error(err)
-		}
-		if _, err := castCost(im, 20); err != nil {
-			t.Error(err)
-		}
-		if _, err := runnerCost(im, 2, 6); err != nil {
-			t.Error(err)
-		}
+		_, err := waiterCost(im, 20)
+		assert.NoError(t, err)
+		_, err = castCost(im, 20)
+		assert.NoError(t, err)
+		_, err = runnerCost(im, 2, 6)
+		assert.NoError(t, err)
 	})
 }

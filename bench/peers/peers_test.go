@@ -2,7 +2,6 @@ package peers
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -11,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
@@ -76,9 +77,7 @@ func acquireN(t *testing.T, p Pool, n int, timeout time.Duration) []Slot {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		s, err := p.Acquire(ctx)
 		cancel()
-		if err != nil {
-			t.Fatalf("acquire %d of %d: %v", i+1, n, err)
-		}
+		require.NoError(t, err, "acquire %d of %d", i+1, n)
 		held = append(held, s)
 	}
 	return held
@@ -101,17 +100,19 @@ func checkIntact(t *testing.T, im impl, p Pool, capacity int, timeout time.Durat
 		perRunner[s.Runner]++
 	}
 	for r, n := range perRunner {
-		if im.spreads && n > testSlots || !im.spreads && r != 0 {
-			t.Errorf("runner %d holds %d slots (spreads=%v)", r, n, im.spreads)
+		if im.spreads {
+			assert.LessOrEqual(t, n, testSlots, "runner %d holds %d slots (spreads=%v)", r, n, im.spreads)
+		} else {
+			assert.Zero(t, r, "runner %d holds %d slots (spreads=%v)", r, n, im.spreads)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout/100)
 	defer cancel()
 	if s, err := p.Acquire(ctx); err == nil {
 		p.Release(s)
-		t.Errorf("acquired slot %d beyond capacity %d (runner %d)", capacity+1, capacity, s.Runner)
-	} else if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("acquire beyond capacity: got %v, want context.DeadlineExceeded", err)
+		assert.Failf(t, "acquired a slot beyond capacity", "acquired slot %d beyond capacity %d (runner %d)", capacity+1, capacity, s.Runner)
+	} else {
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "acquire beyond capacity")
 	}
 }
 
@@ -142,22 +143,19 @@ func TestNeverMoreThanCapacityHeld(t *testing.T) {
 					s, err := p.Acquire(ctx)
 					cancel()
 					if err != nil {
-						if !errors.Is(err, context.DeadlineExceeded) {
-							t.Errorf("acquire: %v", err)
+						if !assert.ErrorIs(t, err, context.DeadlineExceeded, "acquire") {
 							return
 						}
 						continue
 					}
-					if s.Runner < 0 || s.Runner >= testRunners {
-						t.Errorf("runner %d out of range", s.Runner)
+					if !assert.GreaterOrEqual(t, s.Runner, 0, "runner %d out of range", s.Runner) ||
+						!assert.Less(t, s.Runner, testRunners, "runner %d out of range", s.Runner) {
 						return
 					}
-					if n := held[s.Runner].Add(1); n > perRunnerCap {
-						t.Errorf("runner %d holds %d slots, cap %d", s.Runner, n, perRunnerCap)
-					}
-					if n := total.Add(1); n > testCapacity {
-						t.Errorf("%d slots held, capacity %d", n, testCapacity)
-					}
+					n := held[s.Runner].Add(1)
+					assert.LessOrEqual(t, n, perRunnerCap, "runner %d holds %d slots, cap %d", s.Runner, n, perRunnerCap)
+					n = total.Add(1)
+					assert.LessOrEqual(t, n, int32(testCapacity), "%d slots held, capacity %d", n, testCapacity)
 					runtime.Gosched()
 					held[s.Runner].Add(-1)
 					total.Add(-1)
@@ -181,15 +179,13 @@ func TestReleasedSlotReachesBlockedWaiter(t *testing.T) {
 			got := make(chan Slot, 1)
 			go func() {
 				s, err := p.Acquire(context.Background())
-				if err != nil {
-					t.Errorf("waiter: %v", err)
-				}
+				assert.NoError(t, err, "waiter")
 				got <- s
 			}()
 			synctest.Wait()
 			select {
 			case s := <-got:
-				t.Fatalf("waiter got runner %d from a full pool", s.Runner)
+				require.Failf(t, "waiter served from a full pool", "waiter got runner %d from a full pool", s.Runner)
 			default:
 			}
 			released := held[4]
@@ -198,12 +194,12 @@ func TestReleasedSlotReachesBlockedWaiter(t *testing.T) {
 			synctest.Wait()
 			select {
 			case s := <-got:
-				if im.spreads && s.Runner != released.Runner {
-					t.Errorf("waiter got runner %d, want the released runner %d", s.Runner, released.Runner)
+				if im.spreads {
+					assert.Equal(t, released.Runner, s.Runner, "waiter got runner %d, want the released runner %d", s.Runner, released.Runner)
 				}
 				held = append(held, s)
 			default:
-				t.Fatal("release did not reach the blocked waiter")
+				require.Fail(t, "release did not reach the blocked waiter")
 			}
 			releaseAll(p, held)
 			checkIntact(t, im, p, testCapacity, time.Second)
@@ -221,9 +217,8 @@ func TestAcquireWithDoneCtxReturnsCtxErrAndLeaksNothing(t *testing.T) {
 				defer p.Close()
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel()
-				if _, err := p.Acquire(ctx); !errors.Is(err, context.Canceled) {
-					t.Fatalf("got %v, want context.Canceled", err)
-				}
+				_, err := p.Acquire(ctx)
+				require.ErrorIs(t, err, context.Canceled)
 				checkIntact(t, im, p, testCapacity, time.Second)
 			})
 		})
@@ -240,9 +235,7 @@ func TestAcquireWithDoneCtxReturnsCtxErrAndLeaksNothing(t *testing.T) {
 				}()
 				synctest.Wait()
 				cancel()
-				if err := <-errc; !errors.Is(err, context.Canceled) {
-					t.Fatalf("got %v, want context.Canceled", err)
-				}
+				require.ErrorIs(t, <-errc, context.Canceled)
 				releaseAll(p, held)
 				checkIntact(t, im, p, testCapacity, time.Second)
 			})
@@ -255,12 +248,9 @@ func TestAcquireWithDoneCtxReturnsCtxErrAndLeaksNothing(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
 				start := time.Now()
-				if _, err := p.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
-					t.Fatalf("got %v, want context.DeadlineExceeded", err)
-				}
-				if waited := time.Since(start); waited != time.Second {
-					t.Errorf("waited %v, want 1s", waited)
-				}
+				_, err := p.Acquire(ctx)
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				assert.Equal(t, time.Second, time.Since(start), "waited")
 				releaseAll(p, held)
 				checkIntact(t, im, p, testCapacity, time.Second)
 			})
@@ -298,11 +288,10 @@ func TestGivingUpAsASlotIsHandedOverLosesNoSlot(t *testing.T) {
 				}
 				held = held[1:]
 				r := <-res
-				switch {
-				case r.err == nil:
+				if r.err == nil {
 					held = append(held, r.s)
-				case !errors.Is(r.err, context.Canceled):
-					t.Fatalf("iteration %d: got %v, want nil or context.Canceled", i, r.err)
+				} else {
+					require.ErrorIs(t, r.err, context.Canceled, "iteration %d: want nil or context.Canceled", i)
 				}
 				releaseAll(p, held)
 				checkIntact(t, im, p, testCapacity, time.Second)
@@ -352,20 +341,19 @@ func TestWaiterHandedASlotAsItGivesUpReleasesIt(t *testing.T) {
 				}()
 				<-done
 				held = held[1:]
-				switch {
-				case err == nil:
+				if err == nil {
 					served++
 					held = append(held, s)
-				case errors.Is(err, context.Canceled):
+				} else {
+					require.ErrorIs(t, err, context.Canceled, "want nil or context.Canceled")
 					gaveUp++
-				default:
-					t.Fatalf("got %v, want nil or context.Canceled", err)
 				}
 				releaseAll(p, held)
 				checkIntact(t, im, p, testCapacity, time.Second)
 			}
-			if im.handsOff && (served == 0 || gaveUp == 0) {
-				t.Errorf("served %d, gave up %d: want both outcomes", served, gaveUp)
+			if im.handsOff {
+				assert.NotZero(t, served, "served %d, gave up %d: want both outcomes", served, gaveUp)
+				assert.NotZero(t, gaveUp, "served %d, gave up %d: want both outcomes", served, gaveUp)
 			}
 		})
 	})
@@ -388,8 +376,7 @@ func TestWaitersAreServedInFIFOOrder(t *testing.T) {
 			for id := range waiters {
 				go func() {
 					s, err := p.Acquire(context.Background())
-					if err != nil {
-						t.Errorf("waiter %d: %v", id, err)
+					if !assert.NoError(t, err, "waiter %d", id) {
 						return
 					}
 					got <- served{id, s}
@@ -402,16 +389,12 @@ func TestWaitersAreServedInFIFOOrder(t *testing.T) {
 				synctest.Wait()
 				select {
 				case g := <-got:
-					if g.id != want {
-						t.Fatalf("release %d served waiter %d, want %d", want, g.id, want)
-					}
+					require.Equal(t, want, g.id, "release %d served waiter %d, want %d", want, g.id, want)
 					held = append(held, g.s)
 				default:
-					t.Fatalf("release %d served nobody", want)
+					require.Failf(t, "release served nobody", "release %d served nobody", want)
 				}
-				if len(got) != 0 {
-					t.Fatalf("one release served %d waiters", 1+len(got))
-				}
+				require.Empty(t, got, "one release served %d waiters", 1+len(got))
 			}
 			releaseAll(p, held)
 		})
@@ -426,30 +409,19 @@ func TestSlotsGoToLeastLoadedRunnerTiesToLowest(t *testing.T) {
 			defer p.Close()
 			held := acquireN(t, p, testCapacity, time.Second)
 			for i, s := range held {
-				if want := i % testRunners; s.Runner != want {
-					t.Fatalf("acquire %d went to runner %d, want %d", i, s.Runner, want)
-				}
+				require.Equal(t, i%testRunners, s.Runner, "acquire %d went to runner %d, want %d", i, s.Runner, i%testRunners)
 			}
 			// Free one slot on runner 1, then one each on runners 2 and 0.
 			p.Release(held[1])
-			if s := acquireN(t, p, 1, time.Second)[0]; s.Runner != 1 {
-				t.Fatalf("only free slot is on runner 1, got runner %d", s.Runner)
-			} else {
-				held[1] = s
-			}
+			held[1] = acquireN(t, p, 1, time.Second)[0]
+			require.Equal(t, 1, held[1].Runner, "only free slot is on runner 1")
 			p.Release(held[2])
 			p.Release(held[0])
 			synctest.Wait()
-			if s := acquireN(t, p, 1, time.Second)[0]; s.Runner != 0 {
-				t.Fatalf("runners 0 and 2 tie, got runner %d, want 0", s.Runner)
-			} else {
-				held[0] = s
-			}
-			if s := acquireN(t, p, 1, time.Second)[0]; s.Runner != 2 {
-				t.Fatalf("got runner %d, want 2", s.Runner)
-			} else {
-				held[2] = s
-			}
+			held[0] = acquireN(t, p, 1, time.Second)[0]
+			require.Equal(t, 0, held[0].Runner, "runners 0 and 2 tie, want 0")
+			held[2] = acquireN(t, p, 1, time.Second)[0]
+			require.Equal(t, 2, held[2].Runner)
 			releaseAll(p, held)
 		})
 	})
@@ -469,9 +441,7 @@ func TestCloseFailsWaitersAndLaterReleasesDoNotBlock(t *testing.T) {
 			}()
 			synctest.Wait()
 			p.Close()
-			if err := <-errc; !errors.Is(err, ErrClosed) {
-				t.Fatalf("waiter got %v, want ErrClosed", err)
-			}
+			require.ErrorIs(t, <-errc, ErrClosed, "waiter")
 			releaseAll(p, held) // a blocked Release would deadlock the bubble
 			p.Close()           // idempotent
 		})
@@ -485,9 +455,8 @@ func TestAcquireAfterCloseReturnsErrClosed(t *testing.T) {
 			p := im.new(testRunners, testSlots)
 			releaseAll(p, acquireN(t, p, testCapacity, time.Second))
 			p.Close()
-			if _, err := p.Acquire(context.Background()); !errors.Is(err, ErrClosed) {
-				t.Fatalf("got %v, want ErrClosed", err)
-			}
+			_, err := p.Acquire(context.Background())
+			require.ErrorIs(t, err, ErrClosed)
 		})
 	})
 }
@@ -550,9 +519,7 @@ func TestActorGrowingBootsOneRunnerAtATime(t *testing.T) {
 		for range 5 {
 			go func() {
 				s, err := p.Acquire(context.Background())
-				if err != nil {
-					t.Errorf("acquire: %v", err)
-				}
+				assert.NoError(t, err, "acquire")
 				served <- s
 			}()
 		}
@@ -563,23 +530,21 @@ func TestActorGrowingBootsOneRunnerAtATime(t *testing.T) {
 				time.Sleep(time.Second)
 				synctest.Wait()
 			}
-			if len(served) != want.served || int(boots.Load()) != want.boots {
-				t.Fatalf("after %d.5s: %d served, %d boots; want %d served, %d boots",
-					step, len(served), boots.Load(), want.served, want.boots)
-			}
+			require.Len(t, served, want.served, "after %d.5s: %d served, %d boots; want %d served, %d boots",
+				step, len(served), boots.Load(), want.served, want.boots)
+			require.Equal(t, want.boots, int(boots.Load()), "after %d.5s: %d served, %d boots; want %d served, %d boots",
+				step, len(served), boots.Load(), want.served, want.boots)
 		}
-		if n := maxAtOnce.Load(); n != 1 {
-			t.Errorf("%d boots ran at once, want 1", n)
-		}
+		assert.Equal(t, int32(1), maxAtOnce.Load(), "boots ran at once")
 		perRunner := map[int]int{}
 		for range 5 {
 			s := <-served
 			perRunner[s.Runner]++
 			defer p.Release(s)
 		}
-		if perRunner[0] != 2 || perRunner[1] != 2 || perRunner[2] != 1 {
-			t.Errorf("slots per runner %v, want map[0:2 1:2 2:1]", perRunner)
-		}
+		// The 5 slots fill these three counts exactly, so no other key can
+		// be present: Equal on the whole map is the same check.
+		assert.Equal(t, map[int]int{0: 2, 1: 2, 2: 1}, perRunner, "slots per runner")
 	})
 }
 
@@ -591,18 +556,14 @@ func TestActorGrowingBootsOnlyWhenEveryRunnerIsFull(t *testing.T) {
 		p := NewActorGrowing(3, 2, boot)
 		defer p.Close()
 		held := acquireN(t, p, 2, 2*time.Second) // boots runner 0, then fills it
-		if n := boots.Load(); n != 1 {
-			t.Fatalf("%d boots for 2 slots on one runner, want 1", n)
-		}
+		require.Equal(t, int32(1), boots.Load(), "boots for 2 slots on one runner")
 		start := time.Now()
 		held = append(held, acquireN(t, p, 2, 2*time.Second)...) // one boot serves both
-		if n, waited := boots.Load(), time.Since(start); n != 2 || waited != time.Second {
-			t.Fatalf("%d boots, waited %v; want 2 boots, 1s", n, waited)
-		}
+		n, waited := boots.Load(), time.Since(start)
+		require.Equal(t, int32(2), n, "%d boots, waited %v; want 2 boots, 1s", n, waited)
+		require.Equal(t, time.Second, waited, "%d boots, waited %v; want 2 boots, 1s", n, waited)
 		for _, s := range held[2:] {
-			if s.Runner != 1 {
-				t.Errorf("caller served on runner %d, want the new runner 1", s.Runner)
-			}
+			assert.Equal(t, 1, s.Runner, "caller served on runner %d, want the new runner 1", s.Runner)
 		}
 		releaseAll(p, held)
 	})
@@ -617,16 +578,15 @@ func TestActorGrowingCallerGivingUpDuringBootLosesNothing(t *testing.T) {
 		defer p.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second/2)
 		defer cancel()
-		if _, err := p.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("got %v, want context.DeadlineExceeded", err)
-		}
+		_, err := p.Acquire(ctx)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		start := time.Now()
 		held := acquireN(t, p, 2, time.Second)
-		if n, waited := boots.Load(), time.Since(start); n != 1 || waited != 0 {
-			t.Fatalf("%d boots, waited %v; want 1 boot, no wait", n, waited)
-		}
+		n, waited := boots.Load(), time.Since(start)
+		require.Equal(t, int32(1), n, "%d boots, waited %v; want 1 boot, no wait", n, waited)
+		require.Zero(t, waited, "%d boots, waited %v; want 1 boot, no wait", n, waited)
 		releaseAll(p, held)
 	})
 }
@@ -644,16 +604,11 @@ func TestActorGrowingCloseCancelsPendingBoot(t *testing.T) {
 			errc <- err
 		}()
 		synctest.Wait()
-		if n := boots.Load(); n != 1 {
-			t.Fatalf("%d boots started, want 1", n)
-		}
+		require.Equal(t, int32(1), boots.Load(), "boots started")
 		p.Close() // must return long before the hour-long boot would
-		if err := <-errc; !errors.Is(err, ErrClosed) {
-			t.Fatalf("waiter got %v, want ErrClosed", err)
-		}
-		if d := time.Since(start); d != 0 {
-			t.Errorf("Close took %v of virtual time, want 0", d)
-		}
+		require.ErrorIs(t, <-errc, ErrClosed, "waiter")
+		d := time.Since(start)
+		assert.Zero(t, d, "Close took %v of virtual time, want 0", d)
 	})
 	goleak.VerifyNone(t)
 }
@@ -671,8 +626,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					s, err := p.Acquire(ctx)
-					if err != nil {
-						b.Error(err)
+					if !assert.NoError(b, err) {
 						return
 					}
 					p.Release(s)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // tracked returns a spawn func that counts running refreshers.
@@ -18,12 +20,9 @@ func TestFirstReadIsExactAndStartsRefresher(t *testing.T) {
 		spawn, wait := tracked()
 		c := New(spawn)
 		time.Sleep(5 * time.Second)
-		if got := c.Now(); got != int64(5*time.Second) {
-			t.Fatalf("first read = %v, want exactly 5s", time.Duration(got))
-		}
-		if !c.running() {
-			t.Fatal("refresher not started by the first read")
-		}
+		got := c.Now()
+		require.Equal(t, int64(5*time.Second), got, "first read = %v, want exactly 5s", time.Duration(got))
+		require.True(t, c.running(), "refresher not started by the first read")
 		c.Stop()
 		wait()
 	})
@@ -38,12 +37,8 @@ func TestReadingIsNeverAheadAndAtMostOneResolutionBehind(t *testing.T) {
 			time.Sleep(Resolution/3 + time.Duration(i)*time.Microsecond)
 			synctest.Wait()
 			got, exact := c.Now(), c.Exact()
-			if got > exact {
-				t.Fatalf("coarse reading %v ahead of exact %v", got, exact)
-			}
-			if exact-got > int64(Resolution) {
-				t.Fatalf("coarse reading %v more than %v behind exact %v", got, Resolution, exact)
-			}
+			require.LessOrEqual(t, got, exact, "coarse reading %v ahead of exact %v", got, exact)
+			require.LessOrEqual(t, exact-got, int64(Resolution), "coarse reading %v more than %v behind exact %v", got, Resolution, exact)
 		}
 		c.Stop()
 		wait()
@@ -57,18 +52,13 @@ func TestRefresherStopsWhenUnread(t *testing.T) {
 		c.Now()
 		time.Sleep(Resolution * (IdleTicks + 2))
 		synctest.Wait()
-		if c.running() {
-			t.Fatal("refresher still running after IdleTicks unread refreshes")
-		}
+		require.False(t, c.running(), "refresher still running after IdleTicks unread refreshes")
 		wait() // returns only if the goroutine exited
 		// The next read is exact and starts it again.
 		time.Sleep(time.Second)
-		if got, exact := c.Now(), c.Exact(); got != exact {
-			t.Fatalf("read after idle stop = %v, want exact %v", got, exact)
-		}
-		if !c.running() {
-			t.Fatal("refresher not restarted")
-		}
+		got, exact := c.Now(), c.Exact()
+		require.Equal(t, exact, got, "read after idle stop = %v, want exact %v", got, exact)
+		require.True(t, c.running(), "refresher not restarted")
 		c.Stop()
 		wait()
 	})
@@ -83,9 +73,9 @@ func TestStopIsFinal(t *testing.T) {
 		c.Stop() // idempotent
 		wait()
 		time.Sleep(time.Second)
-		if got, exact := c.Now(), c.Exact(); got != exact || c.running() {
-			t.Fatalf("after Stop: read %v (exact %v), running %v; want exact reads and no refresher", got, exact, c.running())
-		}
+		got, exact := c.Now(), c.Exact()
+		require.Equal(t, exact, got, "after Stop: read %v (exact %v), running %v; want exact reads and no refresher", got, exact, c.running())
+		require.False(t, c.running(), "after Stop: read %v (exact %v), running %v; want exact reads and no refresher", got, exact, c.running())
 	})
 }
 
@@ -93,9 +83,8 @@ func TestTimeConvertsReadings(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(func(func()) {})
 		start := time.Now()
-		if got := c.Time(int64(3 * time.Second)); !got.Equal(start.Add(3 * time.Second)) {
-			t.Fatalf("Time(3s) = %v, want %v", got, start.Add(3*time.Second))
-		}
+		// WithinDuration with 0: the same instant, as time.Time.Equal.
+		require.WithinDuration(t, start.Add(3*time.Second), c.Time(int64(3*time.Second)), 0, "Time(3s)")
 	})
 }
 
@@ -108,14 +97,10 @@ func TestRefresherOutlivesFewerThanIdleTicksUnreadRefreshes(t *testing.T) {
 		c.Now()        // the first refresh finds this read; IdleTicks unread ones follow
 		time.Sleep(Resolution*(IdleTicks+1) - Resolution/2)
 		synctest.Wait()
-		if !c.running() {
-			t.Fatalf("refresher stopped after fewer than %d unread refreshes", IdleTicks)
-		}
+		require.True(t, c.running(), "refresher stopped after fewer than %d unread refreshes", IdleTicks)
 		time.Sleep(Resolution)
 		synctest.Wait()
-		if c.running() {
-			t.Fatalf("refresher still running after %d unread refreshes", IdleTicks)
-		}
+		require.False(t, c.running(), "refresher still running after %d unread refreshes", IdleTicks)
 	})
 }
 
@@ -128,17 +113,12 @@ func TestStartOfAnOnTimeTickIsItsReading(t *testing.T) {
 		c.Now()
 		time.Sleep(10*Resolution + Resolution/3)
 		tick, _ := c.Stamp()
-		if tick == nil {
-			t.Fatal("no tick while the refresher runs")
-		}
-		if tick.at != int64(10*Resolution) {
-			t.Fatalf("tick reading %v, want %v", time.Duration(tick.at), 10*Resolution)
-		}
+		require.NotNil(t, tick, "no tick while the refresher runs")
+		require.Equal(t, int64(10*Resolution), tick.at, "tick reading %v, want %v", time.Duration(tick.at), 10*Resolution)
 		time.Sleep(5 * Resolution)
 		synctest.Wait()
-		if got := c.Start(tick); got != tick.at {
-			t.Fatalf("Start = %v, want the tick's reading %v", time.Duration(got), time.Duration(tick.at))
-		}
+		got := c.Start(tick)
+		require.Equal(t, tick.at, got, "Start = %v, want the tick's reading %v", time.Duration(got), time.Duration(tick.at))
 		c.Stop()
 		wait()
 	})
@@ -152,9 +132,8 @@ func TestStartAfterALateTickIsNoMoreThanToleranceEarly(t *testing.T) {
 	c.publish(0, false)
 	tick, _ := c.Stamp()
 	c.publish(int64(80*time.Millisecond), false) // 80 ms late
-	if got, want := c.Start(tick), int64(80*time.Millisecond-Tolerance); got != want {
-		t.Fatalf("Start = %v, want %v", time.Duration(got), time.Duration(want))
-	}
+	got, want := c.Start(tick), int64(80*time.Millisecond-Tolerance)
+	require.Equal(t, want, got, "Start = %v, want %v", time.Duration(got), time.Duration(want))
 }
 
 // With no tick since the stamp (the refresher starves now), the moment of
@@ -163,14 +142,11 @@ func TestStartWithNoTickSinceIsBoundedByNow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := New(func(func()) {}) // a refresher that never runs: it starves
 		_, exact := c.Stamp()     // starts it: publishes a tick, exact
-		if exact != 0 {
-			t.Fatalf("first stamp = %v, want the exact reading 0", time.Duration(exact))
-		}
+		require.Zero(t, exact, "first stamp = %v, want the exact reading 0", time.Duration(exact))
 		tick, _ := c.Stamp()
 		time.Sleep(50 * time.Millisecond)
-		if got, want := c.Start(tick), int64(50*time.Millisecond-Tolerance); got != want {
-			t.Fatalf("Start = %v, want %v", time.Duration(got), time.Duration(want))
-		}
+		got, want := c.Start(tick), int64(50*time.Millisecond-Tolerance)
+		require.Equal(t, want, got, "Start = %v, want %v", time.Duration(got), time.Duration(want))
 	})
 }
 
@@ -187,12 +163,11 @@ func TestStopTellsTheLastTickAndLaterStampsAreExact(t *testing.T) {
 		time.Sleep(Resolution / 2)
 		c.Stop()
 		wait()
-		if tick.next.Load() != int64(Resolution+Resolution/2) {
-			t.Fatalf("last tick's next = %v, want the stop's reading", time.Duration(tick.next.Load()))
-		}
+		next := tick.next.Load()
+		require.Equal(t, int64(Resolution+Resolution/2), next, "last tick's next = %v, want the stop's reading", time.Duration(next))
 		time.Sleep(time.Second)
-		if tk, exact := c.Stamp(); tk != nil || exact != c.Exact() {
-			t.Fatalf("stamp after Stop = %v, %v; want an exact reading", tk, exact)
-		}
+		tk, exact := c.Stamp()
+		require.Nil(t, tk, "stamp after Stop = %v, %v; want an exact reading", tk, exact)
+		require.Equal(t, c.Exact(), exact, "stamp after Stop = %v, %v; want an exact reading", tk, exact)
 	})
 }

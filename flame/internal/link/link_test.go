@@ -4,7 +4,6 @@ package link
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/goflame/goflame/flame/internal/wire"
 )
 
@@ -20,17 +22,11 @@ import (
 func pair(t *testing.T) (a, b *Control) {
 	t.Helper()
 	fa, fb, err := Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a, err = FromFile(fa, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	b, err = FromFile(fb, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
 }
@@ -43,13 +39,11 @@ func TestFramesAndLanesArriveInOrder(t *testing.T) {
 	go func() {
 		defer close(sent)
 		for i := range lanes {
-			if err := a.Write(wire.AppendFrame(nil, wire.Ping, []byte(fmt.Sprint(i)))); err != nil {
-				t.Error(err)
+			if err := a.Write(wire.AppendFrame(nil, wire.Ping, []byte(fmt.Sprint(i)))); !assert.NoError(t, err) {
 				return
 			}
 			c, err := a.OpenLane(uint64(i + 1))
-			if err != nil {
-				t.Error(err)
+			if !assert.NoError(t, err) {
 				return
 			}
 			near = append(near, c)
@@ -59,45 +53,39 @@ func TestFramesAndLanesArriveInOrder(t *testing.T) {
 	var far []net.Conn
 	for i := 0; ; i++ {
 		typ, p, conn, err := b.ReadFrame(64)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if typ == wire.Shutdown {
 			break
 		}
-		if typ != wire.Ping || string(p) != fmt.Sprint(i) || conn != nil {
-			t.Fatalf("frame %d: %s %q %v; want PING %d without a socket", i, typ, p, conn, i)
-		}
+		require.Equal(t, wire.Ping, typ, "frame %d: %s; want PING %d without a socket", i, typ, i)
+		require.Equal(t, fmt.Sprint(i), string(p), "frame %d: want PING %d without a socket", i, i)
+		require.Nil(t, conn, "frame %d: want PING %d without a socket", i, i)
 		typ, p, conn, err = b.ReadFrame(64)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		id, derr := wire.DecodeLane(p)
-		if typ != wire.Lane || derr != nil || id != uint64(i+1) || conn == nil {
-			t.Fatalf("frame after PING %d: %s lane %d (%v), socket %v", i, typ, id, derr, conn)
-		}
+		require.Equal(t, wire.Lane, typ, "frame after PING %d: %s", i, typ)
+		require.NoError(t, derr, "frame after PING %d: lane id", i)
+		require.Equal(t, uint64(i+1), id, "frame after PING %d: lane id", i)
+		require.NotNil(t, conn, "frame after PING %d: socket", i)
 		far = append(far, conn)
 	}
 	<-sent
-	if len(far) != lanes || len(near) != lanes {
-		t.Fatalf("%d lanes received, %d opened; want %d", len(far), len(near), lanes)
-	}
+	require.Len(t, far, lanes, "%d lanes received, %d opened; want %d", len(far), len(near), lanes)
+	require.Len(t, near, lanes, "%d lanes received, %d opened; want %d", len(far), len(near), lanes)
 	// Each lane connects the two ends that carry its id, both ways.
 	for i := range lanes {
 		msg := []byte(fmt.Sprint("lane ", i+1))
-		if _, err := near[i].Write(msg); err != nil {
-			t.Fatal(err)
-		}
+		_, err := near[i].Write(msg)
+		require.NoError(t, err)
 		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(far[i], got); err != nil || !bytes.Equal(got, msg) {
-			t.Fatalf("lane %d: far end read %q, %v", i+1, got, err)
-		}
-		if _, err := far[i].Write([]byte("ok")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadFull(near[i], got[:2]); err != nil || string(got[:2]) != "ok" {
-			t.Fatalf("lane %d: near end read %q, %v", i+1, got[:2], err)
-		}
+		_, err = io.ReadFull(far[i], got)
+		require.NoError(t, err, "lane %d: far end read %q", i+1, got)
+		require.Equal(t, msg, got, "lane %d: far end read", i+1)
+		_, err = far[i].Write([]byte("ok"))
+		require.NoError(t, err)
+		_, err = io.ReadFull(near[i], got[:2])
+		require.NoError(t, err, "lane %d: near end read %q", i+1, got[:2])
+		require.Equal(t, "ok", string(got[:2]), "lane %d: near end read", i+1)
 		near[i].Close()
 		far[i].Close()
 	}
@@ -105,25 +93,18 @@ func TestFramesAndLanesArriveInOrder(t *testing.T) {
 
 func TestLaneFrameWithoutSocketIsRefused(t *testing.T) {
 	a, b := pair(t)
-	if err := a.Write(wire.AppendLane(nil, 1)); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := b.ReadFrame(64); !errors.Is(err, ErrNoSocket) {
-		t.Fatalf("ReadFrame = %v; want ErrNoSocket", err)
-	}
-	if _, _, _, err := b.ReadFrame(64); err == nil {
-		t.Fatal("a read after an error succeeded")
-	}
+	require.NoError(t, a.Write(wire.AppendLane(nil, 1)))
+	_, _, _, err := b.ReadFrame(64)
+	require.ErrorIs(t, err, ErrNoSocket, "ReadFrame")
+	_, _, _, err = b.ReadFrame(64)
+	require.Error(t, err, "a read after an error succeeded")
 }
 
 func TestOversizedFrameIsRefused(t *testing.T) {
 	a, b := pair(t)
-	if err := a.Write(wire.AppendFrame(nil, wire.Ping, make([]byte, 65))); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, _, err := b.ReadFrame(64); !errors.Is(err, wire.ErrTooLarge) {
-		t.Fatalf("ReadFrame = %v; want ErrTooLarge", err)
-	}
+	require.NoError(t, a.Write(wire.AppendFrame(nil, wire.Ping, make([]byte, 65))))
+	_, _, _, err := b.ReadFrame(64)
+	require.ErrorIs(t, err, wire.ErrTooLarge, "ReadFrame")
 }
 
 func TestFrameLargerThanTheBufferIsRead(t *testing.T) {
@@ -131,17 +112,17 @@ func TestFrameLargerThanTheBufferIsRead(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 100<<10)
 	go a.Write(wire.AppendFrame(nil, wire.Hello, big))
 	typ, p, _, err := b.ReadFrame(len(big))
-	if err != nil || typ != wire.Hello || !bytes.Equal(p, big) {
-		t.Fatalf("ReadFrame = %s, %d bytes, %v", typ, len(p), err)
-	}
+	require.NoError(t, err, "ReadFrame = %s, %d bytes", typ, len(p))
+	require.Equal(t, wire.Hello, typ, "ReadFrame = %s, %d bytes", typ, len(p))
+	// bytes.Equal, not Equal: on a mismatch Equal would dump both 100 KiB payloads.
+	require.True(t, bytes.Equal(p, big), "ReadFrame = %s, %d bytes, not the %d sent", typ, len(p), len(big))
 }
 
 func TestPeerCloseIsEOF(t *testing.T) {
 	a, b := pair(t)
 	a.Close()
-	if _, _, _, err := b.ReadFrame(64); !errors.Is(err, io.EOF) {
-		t.Fatalf("ReadFrame after the peer closed = %v; want EOF", err)
-	}
+	_, _, _, err := b.ReadFrame(64)
+	require.ErrorIs(t, err, io.EOF, "ReadFrame after the peer closed")
 }
 
 // A silent peer ends the connection after the timeout: this is how a
@@ -151,64 +132,48 @@ func TestSilentPeerTimesOut(t *testing.T) {
 	b.SetTimeout(50 * time.Millisecond)
 	_, _, _, err := b.ReadFrame(64)
 	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("ReadFrame from a silent peer = %v; want a timeout", err)
-	}
+	require.ErrorAs(t, err, &ne, "ReadFrame from a silent peer; want a timeout")
+	require.True(t, ne.Timeout(), "ReadFrame from a silent peer = %v; want a timeout", err)
 }
 
 // A socket that arrived but whose LANE frame was never read is closed
 // with the connection: the peer's end of that lane sees EOF.
 func TestCloseReleasesUnclaimedSockets(t *testing.T) {
 	a, b := pair(t)
-	if err := a.Write(wire.AppendFrame(nil, wire.Ping, nil)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, a.Write(wire.AppendFrame(nil, wire.Ping, nil)))
 	near, err := a.OpenLane(7)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer near.Close()
 	// Read the PING; the lane's socket usually comes in the same read and
 	// waits in the queue. Then make sure it did by reading until it is
 	// queued or claimed.
-	if typ, _, _, err := b.ReadFrame(64); err != nil || typ != wire.Ping {
-		t.Fatalf("ReadFrame = %s, %v", typ, err)
-	}
-	if err := b.fill(wire.HeaderLen + 1); err != nil {
-		t.Fatal(err)
-	}
+	typ, _, _, err := b.ReadFrame(64)
+	require.NoError(t, err, "ReadFrame")
+	require.Equal(t, wire.Ping, typ, "ReadFrame = %s", typ)
+	require.NoError(t, b.fill(wire.HeaderLen+1))
 	b.mu.Lock()
 	queued := len(b.fds)
 	b.mu.Unlock()
-	if queued != 1 {
-		t.Fatalf("%d sockets queued after the LANE frame's bytes arrived; want 1", queued)
-	}
+	require.Equal(t, 1, queued, "sockets queued after the LANE frame's bytes arrived")
 	b.Close()
 	near.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := near.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Fatalf("read on the lane after the receiver closed = %v; want EOF", err)
-	}
+	_, err = near.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "read on the lane after the receiver closed")
 }
 
 func TestPairIsCloseOnExec(t *testing.T) {
 	a, b, err := Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer a.Close()
 	defer b.Close()
 	for _, f := range []*os.File{a, b} {
-		if !closeOnExec(t, f) {
-			t.Fatalf("%s is inherited by exec", f.Name())
-		}
+		require.True(t, closeOnExec(t, f), "%s is inherited by exec", f.Name())
 	}
 }
 
 func closeOnExec(t *testing.T, f *os.File) bool {
 	t.Helper()
 	flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), syscall.F_GETFD, 0)
-	if errno != 0 {
-		t.Fatal(errno)
-	}
+	require.Zero(t, errno, "fcntl(F_GETFD): %v", errno)
 	return flags&syscall.FD_CLOEXEC != 0
 }

@@ -3,6 +3,8 @@ package waitq
 import (
 	"slices"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzQueueMatchesSliceModel applies byte-coded operations to a Queue and to
@@ -40,14 +42,12 @@ func FuzzQueueMatchesSliceModel(f *testing.F) {
 			case 1: // pop the head
 				e := q.PopFront()
 				if len(model) == 0 {
-					if e != nil {
-						t.Fatalf("PopFront on empty = %v", e.Value)
-					}
+					require.Nil(t, e, "PopFront on empty")
 					break
 				}
-				if e == nil || e.Value != model[0] || e.Queued() {
-					t.Fatalf("PopFront = %v, want %d removed", e, model[0])
-				}
+				require.NotNil(t, e, "PopFront = nil, want %d removed", model[0])
+				require.Equal(t, model[0], e.Value, "PopFront = %v, want %d removed", e, model[0])
+				require.False(t, e.Queued(), "PopFront = %v, want %d removed", e, model[0])
 				model = model[1:]
 			case 2: // remove any element, queued or not
 				if next == 0 {
@@ -55,9 +55,7 @@ func FuzzQueueMatchesSliceModel(f *testing.F) {
 				}
 				v := int(arg(&i)) % next
 				want := slices.Contains(model, v)
-				if got := q.Remove(elems[v]); got != want {
-					t.Fatalf("Remove(%d) = %v, want %v", v, got, want)
-				}
+				require.Equal(t, want, q.Remove(elems[v]), "Remove(%d)", v)
 				model = slices.DeleteFunc(model, func(x int) bool { return x == v })
 			case 3: // mark an element dead
 				if next > 0 {
@@ -71,24 +69,25 @@ func FuzzQueueMatchesSliceModel(f *testing.F) {
 					wantDropped = append(wantDropped, model[0])
 					model = model[1:]
 				}
-				if !slices.Equal(dropped, wantDropped) {
-					t.Fatalf("FrontLive dropped %v, want %v", dropped, wantDropped)
-				}
+				// Both are nil when empty (built by append), so Equal
+				// compares them as slices.Equal would.
+				require.Equal(t, wantDropped, dropped, "FrontLive dropped")
 				if len(model) == 0 {
-					if e != nil {
-						t.Fatalf("FrontLive = %d, want nil", e.Value)
-					}
-				} else if e == nil || e.Value != model[0] || !e.Queued() {
-					t.Fatalf("FrontLive = %v, want %d still queued", e, model[0])
+					require.Nil(t, e, "FrontLive, want nil")
+				} else {
+					require.NotNil(t, e, "FrontLive = nil, want %d still queued", model[0])
+					require.Equal(t, model[0], e.Value, "FrontLive = %v, want %d still queued", e, model[0])
+					require.True(t, e.Queued(), "FrontLive = %v, want %d still queued", e, model[0])
 				}
 			}
-			if q.Len() != len(model) {
-				t.Fatalf("Len = %d, model has %d", q.Len(), len(model))
-			}
+			require.Equal(t, len(model), q.Len(), "Len = %d, model has %d", q.Len(), len(model))
 			var got []int
 			q.Each(func(e *Elem[int]) { got = append(got, e.Value) })
-			if !slices.Equal(got, model) && !(len(got) == 0 && len(model) == 0) {
-				t.Fatalf("queue %v, model %v", got, model)
+			// An emptied model is not nil, got is: empty matches empty.
+			if len(model) == 0 {
+				require.Empty(t, got, "queue %v, model %v", got, model)
+			} else {
+				require.Equal(t, model, got, "queue %v, model %v", got, model)
 			}
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
@@ -69,9 +70,7 @@ func TestQueueMatchesSliceModel(t *testing.T) {
 				q.Lock()
 				defer q.Unlock()
 				defer func() {
-					if recover() == nil {
-						t.Fatalf("PushBack of queued element %d did not panic", e.Value)
-					}
+					require.NotNil(t, recover(), "PushBack of queued element %d did not panic", e.Value)
 				}()
 				q.PushBack(e)
 			},
@@ -83,9 +82,7 @@ func TestQueueMatchesSliceModel(t *testing.T) {
 				if len(model) > 0 {
 					want, model = model[0], model[1:]
 				}
-				if got != want {
-					t.Fatalf("PopFront = %v, want %v", propName(got), propName(want))
-				}
+				require.Same(t, want, got, "PopFront = %v, want %v", propName(got), propName(want))
 			},
 			"front": func(t *rapid.T) {
 				q.Lock()
@@ -95,9 +92,7 @@ func TestQueueMatchesSliceModel(t *testing.T) {
 				if len(model) > 0 {
 					want = model[0]
 				}
-				if got != want {
-					t.Fatalf("Front = %v, want %v", propName(got), propName(want))
-				}
+				require.Same(t, want, got, "Front = %v, want %v", propName(got), propName(want))
 			},
 			"remove": func(t *rapid.T) {
 				if len(all) == 0 {
@@ -108,9 +103,7 @@ func TestQueueMatchesSliceModel(t *testing.T) {
 				got := q.Remove(e)
 				q.Unlock()
 				i := modelIndex(e)
-				if want := i >= 0; got != want {
-					t.Fatalf("Remove(%d) = %v, want %v", e.Value, got, want)
-				}
+				require.Equal(t, i >= 0, got, "Remove(%d)", e.Value)
 				if i >= 0 {
 					model = slices.Delete(model, i, i+1)
 				}
@@ -130,9 +123,10 @@ func TestQueueMatchesSliceModel(t *testing.T) {
 				if len(model) > 0 {
 					want = model[0]
 				}
-				if got != want || !slices.Equal(gotDead, wantDead) {
-					t.Fatalf("FrontLive = %v dropping %v, want %v dropping %v", propName(got), gotDead, propName(want), wantDead)
-				}
+				require.Same(t, want, got, "FrontLive = %v dropping %v, want %v dropping %v", propName(got), gotDead, propName(want), wantDead)
+				// Both are nil when empty (built by append), so Equal
+				// compares them as slices.Equal would.
+				require.Equal(t, wantDead, gotDead, "FrontLive = %v dropping %v, want %v dropping %v", propName(got), gotDead, propName(want), wantDead)
 			},
 			"remove while iterating": func(t *rapid.T) {
 				drop := values(t, "values to remove")
@@ -149,9 +143,9 @@ func TestQueueMatchesSliceModel(t *testing.T) {
 				for _, e := range model {
 					want = append(want, e.Value)
 				}
-				if !slices.Equal(visited, want) {
-					t.Fatalf("Each visited %v, want %v", visited, want)
-				}
+				// Both are nil when empty (built by append), so Equal
+				// compares them as slices.Equal would.
+				require.Equal(t, want, visited, "Each visited")
 				model = slices.DeleteFunc(model, func(e *Elem[int]) bool { return drop[e.Value] })
 			},
 		})
@@ -165,31 +159,25 @@ func propCheck(t *rapid.T, q *Queue[int], model, all []*Elem[int]) {
 	var fwd, back []*Elem[int]
 	var prev *Elem[int]
 	for e := q.head; e != nil && len(fwd) <= len(all); e = e.next {
-		if e.prev != prev {
-			t.Fatalf("element %d: prev link is %v, want %v", e.Value, propName(e.prev), propName(prev))
-		}
+		require.Same(t, prev, e.prev, "element %d: prev link is %v, want %v", e.Value, propName(e.prev), propName(prev))
 		fwd = append(fwd, e)
 		prev = e
 	}
-	if q.tail != prev {
-		t.Fatalf("tail is %v, want the last linked element %v", propName(q.tail), propName(prev))
-	}
+	require.Same(t, prev, q.tail, "tail is %v, want the last linked element %v", propName(q.tail), propName(prev))
 	for e := q.tail; e != nil && len(back) <= len(all); e = e.prev {
 		back = append(back, e)
 	}
 	slices.Reverse(back)
-	if !slices.Equal(fwd, model) || !slices.Equal(back, model) {
-		t.Fatalf("queue holds %v (backwards: %v), model %v", propNames(fwd), propNames(back), propNames(model))
-	}
-	if q.Len() != len(model) {
-		t.Fatalf("Len = %d, model holds %d", q.Len(), len(model))
-	}
+	// slices.Equal, not Equal: the elements must be the same pointers (Equal
+	// would accept equal copies), and an empty model may be non-nil.
+	require.True(t, slices.Equal(fwd, model) && slices.Equal(back, model),
+		"queue holds %v (backwards: %v), model %v", propNames(fwd), propNames(back), propNames(model))
+	require.Equal(t, len(model), q.Len(), "Len = %d, model holds %d", q.Len(), len(model))
 	for _, e := range all {
-		if want := slices.Contains(model, e); e.Queued() != want {
-			t.Fatalf("element %d: Queued = %v, want %v", e.Value, e.Queued(), want)
-		}
-		if !e.Queued() && (e.prev != nil || e.next != nil) {
-			t.Fatalf("element %d is out of the queue but keeps its links", e.Value)
+		require.Equal(t, slices.Contains(model, e), e.Queued(), "element %d: Queued", e.Value)
+		if !e.Queued() {
+			require.Nil(t, e.prev, "element %d is out of the queue but keeps its links", e.Value)
+			require.Nil(t, e.next, "element %d is out of the queue but keeps its links", e.Value)
 		}
 	}
 }

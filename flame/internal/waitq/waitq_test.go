@@ -4,6 +4,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // elems returns n unqueued elements valued 1..n.
@@ -34,29 +37,21 @@ func contents(t *testing.T, q *Queue[int]) []int {
 	var fwd []int
 	var prev *Elem[int]
 	for e := q.head; e != nil; e = e.next {
-		if e.prev != prev {
-			t.Fatalf("element %d: prev link broken", e.Value)
-		}
-		if !e.Queued() {
-			t.Fatalf("element %d is linked but not marked queued", e.Value)
-		}
+		require.Same(t, prev, e.prev, "element %d: prev link broken", e.Value)
+		require.True(t, e.Queued(), "element %d is linked but not marked queued", e.Value)
 		fwd = append(fwd, e.Value)
 		prev = e
 	}
-	if q.tail != prev {
-		t.Fatalf("tail is %v, want the last element %v", q.tail, prev)
-	}
+	require.Same(t, prev, q.tail, "tail is %v, want the last element %v", q.tail, prev)
 	var back []int
 	for e := q.tail; e != nil; e = e.prev {
 		back = append(back, e.Value)
 	}
 	slices.Reverse(back)
-	if !slices.Equal(fwd, back) {
-		t.Fatalf("forward walk %v, backward walk %v", fwd, back)
-	}
-	if q.Len() != len(fwd) {
-		t.Fatalf("Len() = %d, but %d elements are linked", q.Len(), len(fwd))
-	}
+	// Both walks are nil or both are not (the tail check above): Equal
+	// compares them as slices.Equal would.
+	require.Equal(t, fwd, back, "forward walk %v, backward walk %v", fwd, back)
+	require.Equal(t, len(fwd), q.Len(), "Len() = %d, but %d elements are linked", q.Len(), len(fwd))
 	if fwd == nil {
 		fwd = []int{}
 	}
@@ -68,29 +63,23 @@ func wantContents(t *testing.T, q *Queue[int], want ...int) {
 	if want == nil {
 		want = []int{}
 	}
-	if got := contents(t, q); !slices.Equal(got, want) {
-		t.Fatalf("queue = %v, want %v", got, want)
-	}
+	// Neither is nil, so Equal compares them as slices.Equal would.
+	require.Equal(t, want, contents(t, q), "queue")
 }
 
 func TestZeroQueueIsEmptyAndUsable(t *testing.T) {
 	var q Queue[int]
-	if q.Len() != 0 {
-		t.Fatalf("Len() = %d, want 0", q.Len())
-	}
+	require.Equal(t, 0, q.Len(), "Len()")
 	q.Lock()
-	if q.Front() != nil || q.PopFront() != nil {
-		t.Fatal("empty queue returned an element")
-	}
+	require.Nil(t, q.Front(), "empty queue returned an element")
+	require.Nil(t, q.PopFront(), "empty queue returned an element")
 	called := false
-	if e := q.FrontLive(func(int) bool { called = true; return true }, func(int) { called = true }); e != nil || called {
-		t.Fatalf("FrontLive on empty queue = %v, callbacks called: %v", e, called)
-	}
+	front := q.FrontLive(func(int) bool { called = true; return true }, func(int) { called = true })
+	require.Nil(t, front, "FrontLive on empty queue = %v, callbacks called: %v", front, called)
+	require.False(t, called, "FrontLive on empty queue = %v, callbacks called: %v", front, called)
 	q.Unlock()
 	e := &Elem[int]{Value: 7}
-	if e.Queued() {
-		t.Fatal("zero Elem reports queued")
-	}
+	require.False(t, e.Queued(), "zero Elem reports queued")
 	pushAll(&q, e)
 	wantContents(t, &q, 7)
 }
@@ -100,35 +89,23 @@ func TestPushBackPopFrontIsFIFOAndLenExact(t *testing.T) {
 	es := elems(5)
 	for i, e := range es {
 		pushAll(&q, e)
-		if q.Len() != i+1 {
-			t.Fatalf("after %d pushes Len() = %d", i+1, q.Len())
-		}
+		require.Equal(t, i+1, q.Len(), "after %d pushes Len() = %d", i+1, q.Len())
 	}
 	wantContents(t, &q, 1, 2, 3, 4, 5)
 	q.Lock()
-	if q.Front() != es[0] {
-		t.Fatal("Front is not the first element pushed")
-	}
+	require.Same(t, es[0], q.Front(), "Front is not the first element pushed")
 	q.Unlock()
 	for i := range es {
 		q.Lock()
 		e := q.PopFront()
 		q.Unlock()
-		if e != es[i] {
-			t.Fatalf("pop %d returned %v, want element %d", i, e, es[i].Value)
-		}
-		if e.Queued() {
-			t.Fatalf("popped element %d still marked queued", e.Value)
-		}
-		if q.Len() != len(es)-i-1 {
-			t.Fatalf("after %d pops Len() = %d", i+1, q.Len())
-		}
+		require.Same(t, es[i], e, "pop %d returned %v, want element %d", i, e, es[i].Value)
+		require.False(t, e.Queued(), "popped element %d still marked queued", e.Value)
+		require.Equal(t, len(es)-i-1, q.Len(), "after %d pops Len() = %d", i+1, q.Len())
 		contents(t, &q)
 	}
 	q.Lock()
-	if e := q.PopFront(); e != nil {
-		t.Fatalf("PopFront on drained queue = %v", e)
-	}
+	require.Nil(t, q.PopFront(), "PopFront on drained queue")
 	q.Unlock()
 }
 
@@ -142,12 +119,10 @@ func TestRemoveMiddleHeadAndTailKeepLinksIntact(t *testing.T) {
 		q.Lock()
 		ok := q.Remove(e)
 		q.Unlock()
-		if !ok {
-			t.Fatalf("Remove(%d) = false for a queued element", e.Value)
-		}
-		if e.Queued() || e.prev != nil || e.next != nil {
-			t.Fatalf("removed element %d still linked or marked queued", e.Value)
-		}
+		require.True(t, ok, "Remove(%d) = false for a queued element", e.Value)
+		require.False(t, e.Queued(), "removed element %d still linked or marked queued", e.Value)
+		require.Nil(t, e.prev, "removed element %d still linked or marked queued", e.Value)
+		require.Nil(t, e.next, "removed element %d still linked or marked queued", e.Value)
 	}
 
 	remove(es[2]) // middle
@@ -155,9 +130,7 @@ func TestRemoveMiddleHeadAndTailKeepLinksIntact(t *testing.T) {
 	remove(es[0]) // head
 	wantContents(t, &q, 2, 4, 5)
 	q.Lock()
-	if q.Front() != es[1] {
-		t.Fatal("Front after removing the head is not the second element")
-	}
+	require.Same(t, es[1], q.Front(), "Front after removing the head is not the second element")
 	q.Unlock()
 	remove(es[4]) // tail
 	wantContents(t, &q, 2, 4)
@@ -171,9 +144,8 @@ func TestRemoveMiddleHeadAndTailKeepLinksIntact(t *testing.T) {
 	remove(es[3])
 	remove(e6)
 	wantContents(t, &q)
-	if q.head != nil || q.tail != nil {
-		t.Fatal("empty queue keeps a head or tail pointer")
-	}
+	require.Nil(t, q.head, "empty queue keeps a head or tail pointer")
+	require.Nil(t, q.tail, "empty queue keeps a head or tail pointer")
 	// And it is usable again.
 	pushAll(&q, es[0], es[2])
 	wantContents(t, &q, 1, 3)
@@ -187,18 +159,15 @@ func TestRemoveTwiceIsANoOp(t *testing.T) {
 	first := q.Remove(es[1])
 	second := q.Remove(es[1])
 	q.Unlock()
-	if !first || second {
-		t.Fatalf("Remove twice = %v, %v; want true, false", first, second)
-	}
+	require.True(t, first, "Remove twice = %v, %v; want true, false", first, second)
+	require.False(t, second, "Remove twice = %v, %v; want true, false", first, second)
 	wantContents(t, &q, 1, 3)
 
 	// An element never pushed is not queued either.
 	q.Lock()
 	stray := q.Remove(&Elem[int]{Value: 9})
 	q.Unlock()
-	if stray {
-		t.Fatal("Remove of an element never pushed = true")
-	}
+	require.False(t, stray, "Remove of an element never pushed = true")
 	wantContents(t, &q, 1, 3)
 }
 
@@ -218,9 +187,7 @@ func TestPushBackOfQueuedElemPanics(t *testing.T) {
 	e := &Elem[int]{Value: 1}
 	pushAll(&q, e)
 	defer func() {
-		if recover() == nil {
-			t.Fatal("pushing a queued element did not panic")
-		}
+		require.NotNil(t, recover(), "pushing a queued element did not panic")
 		wantContents(t, &q, 1) // the queue is untouched
 	}()
 	q.PushBack(e) // lock not needed for a single goroutine; the panic comes first
@@ -237,18 +204,10 @@ func TestFrontLiveSkipsEveryDeadElemAndReportsEach(t *testing.T) {
 		func(v int) { dead = append(dead, v) },
 	)
 	q.Unlock()
-	if e != es[4] {
-		t.Fatalf("FrontLive returned %v, want element 5", e)
-	}
-	if !e.Queued() {
-		t.Fatal("the live element FrontLive returned was removed")
-	}
-	if want := []int{1, 2, 3, 4}; !slices.Equal(dead, want) {
-		t.Fatalf("dead called for %v, want %v", dead, want)
-	}
-	if want := []int{1, 2, 3, 4, 5}; !slices.Equal(asked, want) {
-		t.Fatalf("live asked about %v, want %v (it must stop at the first live element)", asked, want)
-	}
+	require.Same(t, es[4], e, "FrontLive returned %v, want element 5", e)
+	require.True(t, e.Queued(), "the live element FrontLive returned was removed")
+	require.Equal(t, []int{1, 2, 3, 4}, dead, "dead called for")
+	require.Equal(t, []int{1, 2, 3, 4, 5}, asked, "live asked about (it must stop at the first live element)")
 	wantContents(t, &q, 5, 6)
 }
 
@@ -259,12 +218,8 @@ func TestFrontLiveAllDeadEmptiesQueue(t *testing.T) {
 	q.Lock()
 	e := q.FrontLive(func(int) bool { return false }, func(v int) { dead = append(dead, v) })
 	q.Unlock()
-	if e != nil {
-		t.Fatalf("FrontLive with no live element = %v, want nil", e)
-	}
-	if want := []int{1, 2, 3, 4}; !slices.Equal(dead, want) {
-		t.Fatalf("dead called for %v, want %v", dead, want)
-	}
+	require.Nil(t, e, "FrontLive with no live element")
+	require.Equal(t, []int{1, 2, 3, 4}, dead, "dead called for")
 	wantContents(t, &q)
 	pushAll(&q, &Elem[int]{Value: 9})
 	wantContents(t, &q, 9)
@@ -275,11 +230,9 @@ func TestFrontLiveWithLiveHeadRemovesNothing(t *testing.T) {
 	es := elems(3)
 	pushAll(&q, es...)
 	q.Lock()
-	e := q.FrontLive(func(int) bool { return true }, func(v int) { t.Errorf("dead(%d) called for a live head", v) })
+	e := q.FrontLive(func(int) bool { return true }, func(v int) { assert.Failf(t, "dead called for a live head", "dead(%d) called for a live head", v) })
 	q.Unlock()
-	if e != es[0] {
-		t.Fatalf("FrontLive = %v, want the head", e)
-	}
+	require.Same(t, es[0], e, "FrontLive = %v, want the head", e)
 	wantContents(t, &q, 1, 2, 3)
 }
 
@@ -290,9 +243,7 @@ func TestFrontLiveAcceptsNilDead(t *testing.T) {
 	q.Lock()
 	e := q.FrontLive(func(v int) bool { return v == 3 }, nil)
 	q.Unlock()
-	if e != es[2] {
-		t.Fatalf("FrontLive = %v, want element 3", e)
-	}
+	require.Same(t, es[2], e, "FrontLive = %v, want element 3", e)
 	wantContents(t, &q, 3)
 }
 
@@ -308,9 +259,7 @@ func TestEachVisitsInOrderAndAllowsRemovingCurrent(t *testing.T) {
 		}
 	})
 	q.Unlock()
-	if want := []int{1, 2, 3, 4, 5, 6}; !slices.Equal(seen, want) {
-		t.Fatalf("Each visited %v, want %v", seen, want)
-	}
+	require.Equal(t, []int{1, 2, 3, 4, 5, 6}, seen, "Each visited")
 	wantContents(t, &q, 1, 3, 5)
 }
 
@@ -330,8 +279,9 @@ func TestLenIsSafeWithoutLockAndExactAfterwards(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				if n := q.Len(); n < 0 || n > workers*2 {
-					t.Errorf("Len() = %d out of range", n)
+				n := q.Len()
+				if !assert.GreaterOrEqual(t, n, 0, "Len() = %d out of range", n) ||
+					!assert.LessOrEqual(t, n, workers*2, "Len() = %d out of range", n) {
 					return
 				}
 			}
@@ -358,7 +308,5 @@ func TestLenIsSafeWithoutLockAndExactAfterwards(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	<-readerDone
-	if got := len(contents(t, &q)); got != workers {
-		t.Fatalf("%d elements left, want %d", got, workers)
-	}
+	require.Len(t, contents(t, &q), workers, "elements left")
 }

@@ -7,68 +7,62 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Every valid type and code has its name, the values just outside do not,
 // and ParseHeader accepts exactly the valid types.
 func TestTypeAndCodeRangesAreExact(t *testing.T) {
-	for ty := Hello; ty <= Lane; ty++ {
-		if s := ty.String(); strings.HasPrefix(s, "Type(") || s == "" {
-			t.Errorf("type %d has no name: %q", ty, s)
-		}
+	for ty := Hello; ty <= LaneAuth; ty++ {
+		s := ty.String()
+		assert.False(t, strings.HasPrefix(s, "Type("), "type %d has no name: %q", ty, s)
+		assert.NotEmpty(t, s, "type %d has no name: %q", ty, s)
 		var h [HeaderLen]byte
 		AppendHeader(h[:0], ty, 0)
-		if got, _, err := ParseHeader(h, 16); err != nil || got != ty {
-			t.Errorf("ParseHeader(type %v) = %v, %v", ty, got, err)
-		}
+		got, _, err := ParseHeader(h, 16)
+		assert.NoError(t, err, "ParseHeader(type %v) = %v", ty, got)
+		assert.Equal(t, ty, got, "ParseHeader(type %v) = %v", ty, got)
 	}
-	for _, ty := range []Type{0, Lane + 1} {
-		if s := ty.String(); !strings.HasPrefix(s, "Type(") {
-			t.Errorf("invalid type %d named %q", ty, s)
-		}
+	for _, ty := range []Type{0, LaneAuth + 1} {
+		s := ty.String()
+		assert.True(t, strings.HasPrefix(s, "Type("), "invalid type %d named %q", ty, s)
 		var h [HeaderLen]byte
 		AppendHeader(h[:0], ty, 0)
-		if _, _, err := ParseHeader(h, 16); !errors.Is(err, ErrMalformed) {
-			t.Errorf("ParseHeader(type %d) = %v, want ErrMalformed", ty, err)
-		}
+		_, _, err := ParseHeader(h, 16)
+		assert.ErrorIs(t, err, ErrMalformed, "ParseHeader(type %d)", ty)
 	}
 	for c := CodeHandler; c <= CodeProtocol; c++ {
-		if s := c.String(); strings.HasPrefix(s, "Code(") {
-			t.Errorf("code %d has no name", c)
-		}
+		assert.False(t, strings.HasPrefix(c.String(), "Code("), "code %d has no name", c)
 	}
 	for _, c := range []Code{0, CodeProtocol + 1} {
-		if s := c.String(); !strings.HasPrefix(s, "Code(") {
-			t.Errorf("invalid code %d named %q", c, s)
-		}
+		s := c.String()
+		assert.True(t, strings.HasPrefix(s, "Code("), "invalid code %d named %q", c, s)
 	}
 }
 
 // A CALL payload's bounds: the kind byte alone is too short, and the
 // largest representable timeout decodes while one past it does not.
 func TestDecodeCallBounds(t *testing.T) {
-	if _, err := DecodeCall(nil); !errors.Is(err, ErrMalformed) {
-		t.Errorf("empty CALL: %v", err)
-	}
-	if _, err := DecodeCall([]byte{byte(KindCall)}); !errors.Is(err, ErrMalformed) {
-		t.Errorf("CALL with only a kind: %v", err)
-	}
+	_, err := DecodeCall(nil)
+	assert.ErrorIs(t, err, ErrMalformed, "empty CALL")
+	_, err = DecodeCall([]byte{byte(KindCall)})
+	assert.ErrorIs(t, err, ErrMalformed, "CALL with only a kind")
 	for _, k := range []Kind{KindCall, KindCast, KindPlace} {
 		m := CallMsg{Kind: k, Timeout: time.Duration(1<<63 - 1), ID: "f", Args: []byte("{}")}
 		frame := AppendCall(nil, m)
 		got, err := DecodeCall(frame[HeaderLen:])
-		if err != nil || got.Kind != k || got.Timeout != m.Timeout || got.ID != "f" || string(got.Args) != "{}" {
-			t.Errorf("kind %d: %+v, %v", k, got, err)
-		}
+		assert.NoError(t, err, "kind %d: %+v", k, got)
+		// m's Args are not empty, so Equal compares them as bytes.Equal would.
+		assert.Equal(t, m, got, "kind %d", k)
 	}
-	if _, err := DecodeCall([]byte{byte(KindPlace + 1), 0, 0}); !errors.Is(err, ErrMalformed) {
-		t.Errorf("unknown kind: %v", err)
-	}
+	_, err = DecodeCall([]byte{byte(KindPlace + 1), 0, 0})
+	assert.ErrorIs(t, err, ErrMalformed, "unknown kind")
 	// uvarint of 1<<63: nine 0x80 bytes then 0x01.
 	over := append([]byte{byte(KindCall)}, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0)
-	if _, err := DecodeCall(over); !errors.Is(err, ErrMalformed) {
-		t.Errorf("timeout 1<<63: %v, want ErrMalformed", err)
-	}
+	_, err = DecodeCall(over)
+	assert.ErrorIs(t, err, ErrMalformed, "timeout 1<<63")
 }
 
 // A frame cut short reports io.ErrUnexpectedEOF, not a clean io.EOF, so a
@@ -78,15 +72,11 @@ func TestTruncatedFrameIsUnexpectedEOF(t *testing.T) {
 	frame := AppendFrame(nil, Result, []byte("payload"))
 	for cut := 1; cut < len(frame); cut++ {
 		_, _, err := ReadFrame(strings.NewReader(string(frame[:cut])), 1<<10)
-		if !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("frame cut at %d: %v, want io.ErrUnexpectedEOF", cut, err)
-		}
+		require.ErrorIs(t, err, io.ErrUnexpectedEOF, "frame cut at %d", cut)
 	}
-	if _, _, err := ReadFrame(strings.NewReader(""), 1<<10); err != io.EOF {
-		t.Fatalf("no frame at all: %v, want io.EOF", err)
-	}
+	_, _, err := ReadFrame(strings.NewReader(""), 1<<10)
+	require.Same(t, io.EOF, err, "no frame at all: %v, want io.EOF itself", err)
 	boom := errors.New("boom")
-	if _, _, err := ReadFrame(iotest.ErrReader(boom), 1<<10); !errors.Is(err, boom) {
-		t.Fatalf("reader error: %v, want it passed through", err)
-	}
+	_, _, err = ReadFrame(iotest.ErrReader(boom), 1<<10)
+	require.ErrorIs(t, err, boom, "reader error: want it passed through")
 }

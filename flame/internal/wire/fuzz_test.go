@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // fuzzMax is the payload cap in the fuzz targets: small, so that the
@@ -29,20 +31,13 @@ func FuzzReadFrame(f *testing.F) {
 		for {
 			typ, p, err := ReadFrame(r, fuzzMax)
 			if err != nil {
-				if p != nil {
-					t.Fatalf("payload returned with error %v", err)
-				}
-				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrMalformed) {
-					t.Fatalf("unexpected error %v", err)
-				}
+				require.Nil(t, p, "payload returned with error %v", err)
+				require.True(t, err == io.EOF || err == io.ErrUnexpectedEOF || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrMalformed),
+					"unexpected error %v", err)
 				return
 			}
-			if len(p) > fuzzMax {
-				t.Fatalf("payload of %d bytes above the cap", len(p))
-			}
-			if cap(p) > max(fuzzMax, len(p)) {
-				t.Fatalf("payload buffer of %d bytes above the cap", cap(p))
-			}
+			require.LessOrEqual(t, len(p), fuzzMax, "payload of %d bytes above the cap", len(p))
+			require.LessOrEqual(t, cap(p), max(fuzzMax, len(p)), "payload buffer of %d bytes above the cap", cap(p))
 			checkMessage(t, typ, p)
 		}
 	})
@@ -81,54 +76,42 @@ func FuzzDecodeControl(f *testing.F) {
 // encode back to the same bytes.
 func checkMessage(t *testing.T, typ Type, p []byte) {
 	t.Helper()
+	// A message re-encodes to at least one byte, so Equal on the bytes
+	// compares as bytes.Equal does.
 	switch typ {
 	case Call:
 		m, err := DecodeCall(p)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("DecodeCall: %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "DecodeCall")
 			return
 		}
-		if len(m.ID) > MaxIDLen {
-			t.Fatalf("id of %d bytes", len(m.ID))
-		}
-		if again := AppendCall(nil, m)[HeaderLen:]; !bytes.Equal(again, p) {
-			t.Fatalf("CALL %+v re-encodes to %x, was %x", m, again, p)
-		}
+		require.LessOrEqual(t, len(m.ID), MaxIDLen, "id of %d bytes", len(m.ID))
+		again := AppendCall(nil, m)[HeaderLen:]
+		require.Equal(t, p, again, "CALL %+v re-encodes to %x, was %x", m, again, p)
 	case Error:
 		m, err := DecodeError(p)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("DecodeError: %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "DecodeError")
 			return
 		}
-		if again := AppendError(nil, m)[HeaderLen:]; !bytes.Equal(again, p) {
-			t.Fatalf("ERROR %+v re-encodes to %x, was %x", m, again, p)
-		}
+		again := AppendError(nil, m)[HeaderLen:]
+		require.Equal(t, p, again, "ERROR %+v re-encodes to %x, was %x", m, again, p)
 	case Cancel:
 		lane, call, err := DecodeCancel(p)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("DecodeCancel: %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "DecodeCancel")
 			return
 		}
-		if again := AppendCancel(nil, lane, call)[HeaderLen:]; !bytes.Equal(again, p) {
-			t.Fatalf("CANCEL %d/%d re-encodes to %x, was %x", lane, call, again, p)
-		}
+		again := AppendCancel(nil, lane, call)[HeaderLen:]
+		require.Equal(t, p, again, "CANCEL %d/%d re-encodes to %x, was %x", lane, call, again, p)
 	case Lane:
 		lane, err := DecodeLane(p)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("DecodeLane: %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "DecodeLane")
 			return
 		}
-		if again := AppendLane(nil, lane)[HeaderLen:]; !bytes.Equal(again, p) {
-			t.Fatalf("LANE %d re-encodes to %x, was %x", lane, again, p)
-		}
+		again := AppendLane(nil, lane)[HeaderLen:]
+		require.Equal(t, p, again, "LANE %d re-encodes to %x, was %x", lane, again, p)
 	case Hello:
 		_, _ = DecodeHello(p)
 	}

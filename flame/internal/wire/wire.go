@@ -27,7 +27,15 @@
 //	ERROR    either way         code u8 | uvarint len | message | uvarint n | n × (uvarint len | registered code) | stack
 //	SHUTDOWN parent -> runner   empty: finish in-flight calls, then exit
 //	PING     either way         empty: I am alive (sent every keepalive period)
-//	LANE     parent -> runner   lane uvarint; the frame carries the lane's socket (SCM_RIGHTS)
+//	LANE     parent -> runner   lane uvarint; over a Unix socket the frame carries the lane's socket (SCM_RIGHTS)
+//
+// A runner on another machine dials its parent (TLS) and authenticates
+// before the session begins, on the control connection and on each lane it
+// dials back:
+//
+//	AUTH     runner -> parent   runner uvarint | token (32 bytes): the launch's single-use token
+//	AUTHOK   parent -> runner   lane secret (32 bytes), for the lanes this runner dials
+//	LANEAUTH runner -> parent   runner uvarint | lane uvarint | lane secret (32 bytes)
 //
 // Deadlines travel as relative durations, never as wall-clock times.
 package wire
@@ -55,10 +63,13 @@ const (
 	Shutdown
 	Ping
 	Lane
-	maxType = Lane
+	Auth
+	AuthOK
+	LaneAuth
+	maxType = LaneAuth
 )
 
-var typeNames = [...]string{"", "HELLO", "READY", "CALL", "CANCEL", "RESULT", "ERROR", "SHUTDOWN", "PING", "LANE"}
+var typeNames = [...]string{"", "HELLO", "READY", "CALL", "CANCEL", "RESULT", "ERROR", "SHUTDOWN", "PING", "LANE", "AUTH", "AUTHOK", "LANEAUTH"}
 
 func (t Type) String() string {
 	if t >= 1 && t <= maxType {
@@ -351,6 +362,66 @@ func DecodeError(p []byte) (ErrorMsg, error) {
 		m.Stack = rest
 	}
 	return m, nil
+}
+
+// SecretLen is the length of a launch token and of a lane secret.
+const SecretLen = 32
+
+// AuthMaxPayload bounds the payload of the frames read before a peer has
+// authenticated.
+const AuthMaxPayload = 64
+
+// AppendAuth appends a whole AUTH frame.
+func AppendAuth(dst []byte, runner uint64, token [SecretLen]byte) []byte {
+	dst = AppendHeader(dst, Auth, uvarintLen(runner)+SecretLen)
+	dst = binary.AppendUvarint(dst, runner)
+	return append(dst, token[:]...)
+}
+
+// DecodeAuth decodes an AUTH payload.
+func DecodeAuth(p []byte) (runner uint64, token [SecretLen]byte, err error) {
+	r, k := uvarint(p)
+	if k <= 0 || len(p)-k != SecretLen {
+		return 0, token, fmt.Errorf("%w: AUTH", ErrMalformed)
+	}
+	copy(token[:], p[k:])
+	return r, token, nil
+}
+
+// AppendAuthOK appends a whole AUTHOK frame.
+func AppendAuthOK(dst []byte, laneSecret [SecretLen]byte) []byte {
+	return AppendFrame(dst, AuthOK, laneSecret[:])
+}
+
+// DecodeAuthOK decodes an AUTHOK payload.
+func DecodeAuthOK(p []byte) (laneSecret [SecretLen]byte, err error) {
+	if len(p) != SecretLen {
+		return laneSecret, fmt.Errorf("%w: AUTHOK", ErrMalformed)
+	}
+	copy(laneSecret[:], p)
+	return laneSecret, nil
+}
+
+// AppendLaneAuth appends a whole LANEAUTH frame.
+func AppendLaneAuth(dst []byte, runner, lane uint64, secret [SecretLen]byte) []byte {
+	dst = AppendHeader(dst, LaneAuth, uvarintLen(runner)+uvarintLen(lane)+SecretLen)
+	dst = binary.AppendUvarint(dst, runner)
+	dst = binary.AppendUvarint(dst, lane)
+	return append(dst, secret[:]...)
+}
+
+// DecodeLaneAuth decodes a LANEAUTH payload.
+func DecodeLaneAuth(p []byte) (runner, lane uint64, secret [SecretLen]byte, err error) {
+	r, k := uvarint(p)
+	if k <= 0 {
+		return 0, 0, secret, fmt.Errorf("%w: LANEAUTH runner", ErrMalformed)
+	}
+	l, k2 := uvarint(p[k:])
+	if k2 <= 0 || len(p)-k-k2 != SecretLen {
+		return 0, 0, secret, fmt.Errorf("%w: LANEAUTH", ErrMalformed)
+	}
+	copy(secret[:], p[k+k2:])
+	return r, l, secret, nil
 }
 
 // HelloMsg is the payload of a HELLO frame (JSON: it is sent once).

@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"runtime"
 	"slices"
@@ -10,33 +9,35 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
 	payloads := [][]byte{nil, []byte("x"), bytes.Repeat([]byte("abc"), 100_000)}
 	for i, p := range payloads {
-		if err := WriteFrame(&buf, Type(1+i), p); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, WriteFrame(&buf, Type(1+i), p))
 	}
 	for i, want := range payloads {
 		typ, got, err := ReadFrame(&buf, DefaultMaxPayload)
-		if err != nil || typ != Type(1+i) || !bytes.Equal(got, want) {
-			t.Fatalf("frame %d: %v %d bytes %v", i, typ, len(got), err)
-		}
+		require.NoError(t, err, "frame %d: %v %d bytes", i, typ, len(got))
+		require.Equal(t, Type(1+i), typ, "frame %d: %v %d bytes", i, typ, len(got))
+		// bytes.Equal, not Equal: the nil payload may come back empty, and
+		// on a mismatch Equal would dump the 300 kB payload.
+		require.True(t, bytes.Equal(got, want), "frame %d: %v %d bytes, want %d", i, typ, len(got), len(want))
 	}
-	if _, _, err := ReadFrame(&buf, DefaultMaxPayload); err != io.EOF {
-		t.Fatalf("at the end: %v, want io.EOF", err)
-	}
+	_, _, err := ReadFrame(&buf, DefaultMaxPayload)
+	require.Same(t, io.EOF, err, "at the end: %v, want io.EOF itself", err)
 }
 
 func TestReadFrameSurvivesOneByteReads(t *testing.T) {
 	frame := AppendFrame(nil, Result, bytes.Repeat([]byte{7}, 3*chunk+5))
 	typ, p, err := ReadFrame(iotest.OneByteReader(bytes.NewReader(frame)), DefaultMaxPayload)
-	if err != nil || typ != Result || len(p) != 3*chunk+5 {
-		t.Fatalf("%v %d %v", typ, len(p), err)
-	}
+	require.NoError(t, err, "%v %d bytes", typ, len(p))
+	require.Equal(t, Result, typ, "%v %d bytes", typ, len(p))
+	require.Equal(t, 3*chunk+5, len(p), "%v %d bytes", typ, len(p)) // not Len, which would print the payload
 }
 
 func TestReadFrameRefusesOversizedFrameBeforeAllocating(t *testing.T) {
@@ -45,20 +46,14 @@ func TestReadFrameRefusesOversizedFrameBeforeAllocating(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, _, err := ReadFrame(bytes.NewReader(h), 1<<20)
 	runtime.ReadMemStats(&after)
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("err = %v, want ErrTooLarge", err)
-	}
-	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<10 {
-		t.Fatalf("allocated %d bytes refusing a frame", grew)
-	}
+	require.ErrorIs(t, err, ErrTooLarge)
+	require.LessOrEqual(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<10), "bytes allocated refusing a frame")
 	// Exactly the cap is fine.
 	f := AppendFrame(nil, Result, make([]byte, 100))
-	if _, _, err := ReadFrame(bytes.NewReader(f), 100); err != nil {
-		t.Fatalf("frame at the cap: %v", err)
-	}
-	if _, _, err := ReadFrame(bytes.NewReader(f), 99); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("frame over the cap: %v", err)
-	}
+	_, _, err = ReadFrame(bytes.NewReader(f), 100)
+	require.NoError(t, err, "frame at the cap")
+	_, _, err = ReadFrame(bytes.NewReader(f), 99)
+	require.ErrorIs(t, err, ErrTooLarge, "frame over the cap")
 }
 
 func TestReadFrameAllocatesAboutWhatThePeerSent(t *testing.T) {
@@ -70,12 +65,8 @@ func TestReadFrameAllocatesAboutWhatThePeerSent(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, _, err := ReadFrame(bytes.NewReader(in), max)
 	runtime.ReadMemStats(&after)
-	if err != io.ErrUnexpectedEOF {
-		t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
-	}
-	if grew := after.TotalAlloc - before.TotalAlloc; grew > 2*chunk+(16<<10) {
-		t.Fatalf("allocated %d bytes for a frame cut short after 1000 bytes", grew)
-	}
+	require.Same(t, io.ErrUnexpectedEOF, err, "err = %v, want io.ErrUnexpectedEOF itself", err)
+	require.LessOrEqual(t, after.TotalAlloc-before.TotalAlloc, uint64(2*chunk+(16<<10)), "bytes allocated for a frame cut short after 1000 bytes")
 }
 
 func TestReadFrameErrors(t *testing.T) {
@@ -91,9 +82,7 @@ func TestReadFrameErrors(t *testing.T) {
 		{"unknown type", []byte{0, 0, 0, 0, 99}, ErrMalformed},
 	} {
 		_, _, err := ReadFrame(bytes.NewReader(tc.in), 1<<20)
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
-		}
+		assert.ErrorIs(t, err, tc.want, tc.name)
 	}
 }
 
@@ -104,17 +93,17 @@ func TestCallRoundTrip(t *testing.T) {
 		{Kind: KindPlace, Timeout: 1<<63 - 1, ID: strings.Repeat("i", MaxIDLen), Args: bytes.Repeat([]byte{0}, 1000)},
 	} {
 		f := AppendCall(nil, m)
-		if len(f) != HeaderLen+CallPayloadLen(m) {
-			t.Fatalf("frame length %d, CallPayloadLen %d", len(f), CallPayloadLen(m))
-		}
+		require.Len(t, f, HeaderLen+CallPayloadLen(m), "frame length %d, CallPayloadLen %d", len(f), CallPayloadLen(m))
 		typ, p, err := ReadFrame(bytes.NewReader(f), DefaultMaxPayload)
-		if err != nil || typ != Call {
-			t.Fatal(typ, err)
-		}
+		require.NoError(t, err, "%v", typ)
+		require.Equal(t, Call, typ, "%v", typ)
 		got, err := DecodeCall(p)
-		if err != nil || got.Kind != m.Kind || got.Timeout != m.Timeout || got.ID != m.ID || !bytes.Equal(got.Args, m.Args) {
-			t.Fatalf("got %+v %v, want %+v", got, err, m)
-		}
+		require.NoError(t, err, "got %+v, want %+v", got, m)
+		require.Equal(t, m.Kind, got.Kind, "got %+v, want %+v", got, m)
+		require.Equal(t, m.Timeout, got.Timeout, "got %+v, want %+v", got, m)
+		require.Equal(t, m.ID, got.ID, "got %+v, want %+v", got, m)
+		// bytes.Equal, not Equal: nil Args may come back empty.
+		require.True(t, bytes.Equal(got.Args, m.Args), "got %+v, want %+v", got, m)
 	}
 }
 
@@ -129,9 +118,8 @@ func TestDecodeCallRejectsMalformed(t *testing.T) {
 		"truncated varint": {0, 0x80},
 		"non-minimal":      {0, 0x81, 0x00, 1, 'a'},
 	} {
-		if _, err := DecodeCall(p); !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
-		}
+		_, err := DecodeCall(p)
+		assert.ErrorIs(t, err, ErrMalformed, name)
 	}
 }
 
@@ -144,16 +132,16 @@ func TestErrorRoundTrip(t *testing.T) {
 		{Code: CodePanic, Message: "boom", Registered: []string{"x"}, Stack: []byte("stack")},
 	} {
 		typ, p, err := ReadFrame(bytes.NewReader(AppendError(nil, m)), DefaultMaxPayload)
-		if err != nil || typ != Error {
-			t.Fatal(typ, err)
-		}
-		if len(p) != ErrorPayloadLen(m) {
-			t.Fatalf("payload of %d bytes, ErrorPayloadLen says %d", len(p), ErrorPayloadLen(m))
-		}
+		require.NoError(t, err, "%v", typ)
+		require.Equal(t, Error, typ, "%v", typ)
+		require.Len(t, p, ErrorPayloadLen(m), "payload of %d bytes, ErrorPayloadLen says %d", len(p), ErrorPayloadLen(m))
 		got, err := DecodeError(p)
-		if err != nil || got.Code != m.Code || got.Message != m.Message || !bytes.Equal(got.Stack, m.Stack) || !slices.Equal(got.Registered, m.Registered) {
-			t.Fatalf("got %+v %v, want %+v", got, err, m)
-		}
+		require.NoError(t, err, "got %+v, want %+v", got, m)
+		require.Equal(t, m.Code, got.Code, "got %+v, want %+v", got, m)
+		require.Equal(t, m.Message, got.Message, "got %+v, want %+v", got, m)
+		// bytes.Equal and slices.Equal, not Equal: nil may come back empty.
+		require.True(t, bytes.Equal(got.Stack, m.Stack), "got %+v, want %+v", got, m)
+		require.True(t, slices.Equal(got.Registered, m.Registered), "got %+v, want %+v", got, m)
 	}
 	tooMany := []byte{1, 0, MaxErrorCodes + 1}
 	for range MaxErrorCodes + 1 {
@@ -165,67 +153,59 @@ func TestErrorRoundTrip(t *testing.T) {
 		"no code count": {1, 0}, "code past the end": {1, 0, 1, 5, 'a'}, "empty code": {1, 0, 1, 0},
 		"too many codes": tooMany, "code too long": longCode,
 	} {
-		if _, err := DecodeError(p); !errors.Is(err, ErrMalformed) {
-			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
-		}
+		_, err := DecodeError(p)
+		assert.ErrorIs(t, err, ErrMalformed, name)
 	}
 }
 
 func TestHelloRoundTrip(t *testing.T) {
 	m := HelloMsg{Proto: ProtocolVersion, Build: "go:abc/def", Registry: "3:0123", PID: 42}
 	typ, p, err := ReadFrame(bytes.NewReader(AppendHello(nil, m)), DefaultMaxPayload)
-	if err != nil || typ != Hello {
-		t.Fatal(typ, err)
-	}
+	require.NoError(t, err, "%v", typ)
+	require.Equal(t, Hello, typ, "%v", typ)
 	got, err := DecodeHello(p)
-	if err != nil || got != m {
-		t.Fatalf("got %+v %v", got, err)
-	}
-	if _, err := DecodeHello([]byte("{")); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("bad hello: %v", err)
-	}
+	require.NoError(t, err, "got %+v", got)
+	require.Equal(t, m, got)
+	_, err = DecodeHello([]byte("{"))
+	require.ErrorIs(t, err, ErrMalformed, "bad hello")
 }
 
 func TestNames(t *testing.T) {
-	if Call.String() != "CALL" || Type(0).String() != "Type(0)" || CodeNotRegistered.String() != "not_registered" || Code(0).String() != "Code(0)" {
-		t.Fatal(Call, Type(0), CodeNotRegistered, Code(0))
-	}
+	require.Equal(t, "CALL", Call.String())
+	require.Equal(t, "Type(0)", Type(0).String())
+	require.Equal(t, "not_registered", CodeNotRegistered.String())
+	require.Equal(t, "Code(0)", Code(0).String())
 }
 
 func TestControlMessagesRoundTripAndRejectTrailingBytes(t *testing.T) {
 	for _, c := range []struct{ lane, call uint64 }{{0, 0}, {1, 1}, {300, 1 << 40}, {1<<64 - 1, 1<<64 - 1}} {
 		f := AppendCancel(nil, c.lane, c.call)
 		typ, p, err := ReadFrame(bytes.NewReader(f), 64)
-		if err != nil || typ != Cancel {
-			t.Fatalf("ReadFrame(CANCEL) = %v, %v", typ, err)
-		}
+		require.NoError(t, err, "ReadFrame(CANCEL) = %v", typ)
+		require.Equal(t, Cancel, typ, "ReadFrame(CANCEL) = %v", typ)
 		lane, call, err := DecodeCancel(p)
-		if err != nil || lane != c.lane || call != c.call {
-			t.Fatalf("CANCEL %d/%d decodes to %d/%d, %v", c.lane, c.call, lane, call, err)
-		}
-		if _, _, err := DecodeCancel(append(p, 0)); err == nil {
-			t.Fatal("CANCEL with a trailing byte accepted")
-		}
+		require.NoError(t, err, "CANCEL %d/%d decodes to %d/%d", c.lane, c.call, lane, call)
+		require.Equal(t, c.lane, lane, "CANCEL %d/%d decodes to %d/%d", c.lane, c.call, lane, call)
+		require.Equal(t, c.call, call, "CANCEL %d/%d decodes to %d/%d", c.lane, c.call, lane, call)
+		_, _, err = DecodeCancel(append(p, 0))
+		require.Error(t, err, "CANCEL with a trailing byte accepted")
 		f = AppendLane(nil, c.lane)
-		if typ, p, err = ReadFrame(bytes.NewReader(f), 64); err != nil || typ != Lane {
-			t.Fatalf("ReadFrame(LANE) = %v, %v", typ, err)
-		}
-		if lane, err := DecodeLane(p); err != nil || lane != c.lane {
-			t.Fatalf("LANE %d decodes to %d, %v", c.lane, lane, err)
-		}
-		if _, err := DecodeLane(append(p, 0)); err == nil {
-			t.Fatal("LANE with a trailing byte accepted")
-		}
+		typ, p, err = ReadFrame(bytes.NewReader(f), 64)
+		require.NoError(t, err, "ReadFrame(LANE) = %v", typ)
+		require.Equal(t, Lane, typ, "ReadFrame(LANE) = %v", typ)
+		lane, err = DecodeLane(p)
+		require.NoError(t, err, "LANE %d decodes to %d", c.lane, lane)
+		require.Equal(t, c.lane, lane, "LANE %d decodes to %d", c.lane, lane)
+		_, err = DecodeLane(append(p, 0))
+		require.Error(t, err, "LANE with a trailing byte accepted")
 	}
 	for _, bad := range [][]byte{nil, {0x80}, {0x80, 0x00}, {1}} {
-		if _, _, err := DecodeCancel(bad); !errors.Is(err, ErrMalformed) {
-			t.Errorf("DecodeCancel(%x) = %v; want ErrMalformed", bad, err)
-		}
+		_, _, err := DecodeCancel(bad)
+		assert.ErrorIs(t, err, ErrMalformed, "DecodeCancel(%x)", bad)
 	}
 	for _, bad := range [][]byte{nil, {0x80}, {0x80, 0x00}} {
-		if _, err := DecodeLane(bad); !errors.Is(err, ErrMalformed) {
-			t.Errorf("DecodeLane(%x) = %v; want ErrMalformed", bad, err)
-		}
+		_, err := DecodeLane(bad)
+		assert.ErrorIs(t, err, ErrMalformed, "DecodeLane(%x)", bad)
 	}
 }
 
