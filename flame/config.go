@@ -117,6 +117,11 @@ func (c Config) normalize() (Config, error) {
 			*d.v = d.def
 		}
 	}
+	if v, ok := c.Backend.(interface{ validate() error }); ok {
+		if err := v.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}

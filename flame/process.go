@@ -2,17 +2,8 @@ package flame
 
 import (
 	"context"
-	"crypto/sha256"
-	"debug/elf"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/goflame/goflame/flame/internal/wire"
@@ -145,91 +136,3 @@ func Main() {
 	os.Exit(serveRunner(parentEnv))
 }
 
-// parentInfo is what a parent tells a runner it starts, in FLAME_PARENT:
-// base64 of this JSON, with a format version.
-type parentInfo struct {
-	V           int    `json:"v"`
-	Pool        string `json:"pool"`
-	Runner      uint64 `json:"runner"`
-	Conn        string `json:"conn"`     // how to reach the parent: "fd:3"
-	Build       string `json:"build"`    // the parent's build id
-	Registry    string `json:"registry"` // the parent's registry hash
-	MaxMsg      int    `json:"max_msg"`
-	KeepAliveMS int64  `json:"keepalive_ms"` // failsafe: ping period; no answer for 3x (>= 1s) means the parent is gone
-	ParentPID   int    `json:"ppid"`
-}
-
-const parentInfoVersion = 1
-
-func (pi parentInfo) encode() string {
-	b, _ := json.Marshal(pi) // plain fields: cannot fail
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeParentInfo(s string) (parentInfo, error) {
-	var pi parentInfo
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return pi, fmt.Errorf("%s is not base64: %w", envParent, err)
-	}
-	if err := json.Unmarshal(b, &pi); err != nil {
-		return pi, fmt.Errorf("%s: %w", envParent, err)
-	}
-	switch {
-	case pi.V != parentInfoVersion:
-		return pi, fmt.Errorf("%w: %s format %d, this runner reads %d", ErrVersionSkew, envParent, pi.V, parentInfoVersion)
-	case pi.Conn != "fd:3":
-		return pi, fmt.Errorf("%s: unsupported connection %q", envParent, pi.Conn)
-	case pi.MaxMsg <= 0 || pi.KeepAliveMS <= 0:
-		return pi, errors.New(envParent + ": bad limits")
-	}
-	return pi, nil
-}
-
-// buildID identifies this program's build: the Go build ID of the running
-// executable (read from its ELF note, via /proc/self/exe so that a binary
-// replaced on disk is noticed), else a hash of the embedded build info.
-var buildID = sync.OnceValue(func() string {
-	for _, path := range []string{"/proc/self/exe", executable()} {
-		if id := goBuildID(path); id != "" {
-			return "go:" + id
-		}
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		sum := sha256.Sum256([]byte(bi.String()))
-		return "info:" + hex.EncodeToString(sum[:12])
-	}
-	return "unknown"
-})
-
-func executable() string {
-	exe, _ := os.Executable()
-	return exe
-}
-
-// goBuildID reads the Go build ID from an ELF executable's
-// .note.go.buildid section, or returns "".
-func goBuildID(path string) string {
-	if path == "" {
-		return ""
-	}
-	f, err := elf.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	s := f.Section(".note.go.buildid")
-	if s == nil || s.Size > 4096 {
-		return ""
-	}
-	d, err := s.Data()
-	if err != nil || len(d) < 16 {
-		return ""
-	}
-	nameLen := f.ByteOrder.Uint32(d[0:4])
-	descLen := f.ByteOrder.Uint32(d[4:8])
-	if nameLen != 4 || string(d[12:15]) != "Go\x00" || uint64(16)+uint64(descLen) > uint64(len(d)) {
-		return ""
-	}
-	return string(d[16 : 16+descLen])
-}

@@ -24,9 +24,6 @@ import (
 const (
 	// termGrace is how long a runner has between SIGTERM and SIGKILL.
 	termGrace = 2 * time.Second
-	// lostGrace is how long a runner whose connection broke may take to
-	// exit by itself before it is killed.
-	lostGrace = 500 * time.Millisecond
 )
 
 // Boot implements Backend: it starts a runner process and returns once the
@@ -135,31 +132,6 @@ func (n *processNode) bootError(ctx context.Context, err error) error {
 	return err
 }
 
-// mainHint says what a program whose runner never says HELLO must do.
-const mainHint = ": the program's main must call flame.Main() first, and a test binary that uses ProcessBackend needs func TestMain(m *testing.M) { flame.Main(); os.Exit(m.Run()) }"
-
-// checkHello compares what the runner says it is with what the parent is.
-func checkHello(h wire.HelloMsg, info parentInfo) error {
-	switch {
-	case h.Proto != wire.ProtocolVersion:
-		return bootFailed(fmt.Errorf("%w: runner speaks protocol %d, parent %d", ErrVersionSkew, h.Proto, wire.ProtocolVersion))
-	case h.Build != info.Build:
-		return bootFailed(fmt.Errorf("%w: runner build %q, parent build %q: parent and runner must be the same binary", ErrVersionSkew, h.Build, info.Build))
-	case h.Registry != info.Registry:
-		return bootFailed(fmt.Errorf("%w: runner registry %s, parent registry %s: parent and runner must register the same functions (and errors) with the same types", ErrVersionSkew, h.Registry, info.Registry))
-	}
-	return nil
-}
-
-// bootFailed marks a boot failure that retrying cannot fix (ErrBootFailed):
-// the pool fails the callers waiting for it at once.
-func bootFailed(err error) error { return &bootFailedError{err} }
-
-type bootFailedError struct{ err error }
-
-func (e *bootFailedError) Error() string   { return e.err.Error() }
-func (e *bootFailedError) Unwrap() []error { return []error{ErrBootFailed, e.err} }
-
 // cannotExec reports whether starting a program failed because it is
 // missing or cannot be executed, which retrying does not change.
 func cannotExec(err error) bool {
@@ -248,41 +220,10 @@ func (n *processNode) Exec(context.Context, func(context.Context) error) error {
 	return ErrNotPortable
 }
 
-// Invoke implements Invoker: the call crosses to the runner on a lane of
-// its own, with the time left before ctx's deadline, which the runner
-// enforces (the function sees context.DeadlineExceeded). Cancelling ctx
-// sends CANCEL; the slot stays taken until the runner's reply.
+// Invoke implements Invoker: the call crosses to the runner (see
+// invokeOver).
 func (n *processNode) Invoke(ctx context.Context, call Invocation) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	m := callMsg(ctx, wire.Kind(call.Kind), call.Func, call.Args)
-	if err := argsTooLarge(m, n.max); err != nil {
-		return nil, err
-	}
-	res, em, err := n.sess.Call(m, func(send func()) func() bool {
-		return AfterCancel(ctx, func() {
-			// A deadline is the runner's to enforce (it got the time
-			// left), so that the handler sees DeadlineExceeded.
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				send()
-			}
-		})
-	})
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, &FuncError{Func: call.Func, Code: CodeTooLarge,
-			Message: fmt.Sprintf("flame: %s: runner %d sent a reply above the message size limit: %v", call.Func, n.id, err)}
-	case errors.Is(err, session.ErrLost):
-		return nil, n.lost(err)
-	case err != nil:
-		return nil, fmt.Errorf("flame: %s: runner %d: %w", call.Func, n.id, err)
-	case em != nil && em.Code == wire.CodePanic:
-		return nil, &PanicError{Value: em.Message, Stack: em.Stack}
-	case em != nil:
-		return nil, funcErrorOf(call.Func, *em)
-	}
-	return res, nil
+	return invokeOver(ctx, n.sess, call, n.max, n.id, n.lost)
 }
 
 // lost is the error of a call whose runner is going down: it matches

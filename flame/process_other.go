@@ -16,7 +16,7 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	return nil, errNoProcessBackend
 }
 
-func serveRunner(string) int {
+func serveChild(parentInfo) int {
 	fmt.Fprintln(os.Stderr, errNoProcessBackend)
 	return 2
 }

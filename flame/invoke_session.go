@@ -1,0 +1,55 @@
+package flame
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/goflame/goflame/flame/internal/session"
+	"github.com/goflame/goflame/flame/internal/wire"
+)
+
+// lostGrace is how long a runner whose connection broke may take to exit
+// (or its platform to say so) before the parent goes on without knowing
+// why.
+const lostGrace = 500 * time.Millisecond
+
+// invokeOver runs a registered call on a runner reached through sess (a
+// child process, a runner on another machine): the call crosses on a lane
+// of its own, with the time left before ctx's deadline, which the runner
+// enforces (the function sees context.DeadlineExceeded). Cancelling ctx
+// sends CANCEL; the slot stays taken until the runner's reply. A
+// connection that is gone gives lost's error (it matches ErrRunnerDown).
+func invokeOver(ctx context.Context, sess *session.Parent, call Invocation, maxMsg int, runner uint64, lost func(error) error) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m := callMsg(ctx, wire.Kind(call.Kind), call.Func, call.Args)
+	if err := argsTooLarge(m, maxMsg); err != nil {
+		return nil, err
+	}
+	res, em, err := sess.Call(m, func(send func()) func() bool {
+		return AfterCancel(ctx, func() {
+			// A deadline is the runner's to enforce (it got the time
+			// left), so that the handler sees DeadlineExceeded.
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				send()
+			}
+		})
+	})
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		return nil, &FuncError{Func: call.Func, Code: CodeTooLarge,
+			Message: fmt.Sprintf("flame: %s: runner %d sent a reply above the message size limit: %v", call.Func, runner, err)}
+	case errors.Is(err, session.ErrLost):
+		return nil, lost(err)
+	case err != nil:
+		return nil, fmt.Errorf("flame: %s: runner %d: %w", call.Func, runner, err)
+	case em != nil && em.Code == wire.CodePanic:
+		return nil, &PanicError{Value: em.Message, Stack: em.Stack}
+	case em != nil:
+		return nil, funcErrorOf(call.Func, *em)
+	}
+	return res, nil
+}
