@@ -51,7 +51,7 @@ func (h *callHeld) runner(t *testing.T) uint64 {
 	case <-h.started:
 		return h.id
 	default:
-		t.Fatal("held call has not started")
+		require.FailNow(t, "held call has not started")
 		return 0
 	}
 }
@@ -404,7 +404,7 @@ func TestUnlinkedCallReturnsAtOnceWhileFnKeepsItsSlot(t *testing.T) {
 		case err := <-errc:
 			callSameErr(t, context.Canceled, err, "unlinked Call must return the caller's ctx.Err()")
 		default:
-			t.Fatal("unlinked Call did not return when its ctx was cancelled")
+			require.FailNow(t, "unlinked Call did not return when its ctx was cancelled")
 		}
 		assert.False(t, callIsClosed(fnDone), "fn stopped with the caller")
 		assert.Equal(t, 1, p.Stats().InUse, "fn keeps its slot after the caller gave up")

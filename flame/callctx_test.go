@@ -2,10 +2,11 @@ package flame
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // A call's ctx on a runner reports its deadline, and past it reports
@@ -17,30 +18,16 @@ func TestCallCtxDeadlineWithoutWaiting(t *testing.T) {
 		defer cancel()
 		c := newCallCtx(base, 7, time.Second)
 		defer c.end()
-		if d, ok := c.Deadline(); !ok || !d.Equal(time.Now().Add(time.Second)) {
-			t.Fatalf("Deadline = %v, %v", d, ok)
-		}
-		if err := c.Err(); err != nil {
-			t.Fatalf("Err before the deadline = %v", err)
-		}
-		if c.Value(runnerIDKey{}) != uint64(7) {
-			t.Fatalf("runner id = %v", c.Value(runnerIDKey{}))
-		}
-		if c.timed.Load() != nil {
-			t.Fatal("a timer was made before anyone waited")
-		}
+		d, ok := c.Deadline()
+		require.True(t, ok, "Deadline = %v, %v", d, ok)
+		require.WithinDuration(t, time.Now().Add(time.Second), d, 0, "Deadline = %v, %v", d, ok)
+		require.NoError(t, c.Err(), "Err before the deadline")
+		require.Equal(t, uint64(7), c.Value(runnerIDKey{}), "runner id")
+		require.Nil(t, c.timed.Load(), "a timer was made before anyone waited")
 		time.Sleep(time.Second)
-		if err := context.Cause(c); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Cause at the deadline = %v", err)
-		}
-		if err := c.Err(); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Err at the deadline = %v", err)
-		}
-		select {
-		case <-c.Done():
-		default:
-			t.Fatal("Done is open after Err reported the deadline")
-		}
+		require.ErrorIs(t, context.Cause(c), context.DeadlineExceeded, "Cause at the deadline")
+		require.ErrorIs(t, c.Err(), context.DeadlineExceeded, "Err at the deadline")
+		require.True(t, callIsClosed(c.Done()), "Done is open after Err reported the deadline")
 	})
 }
 
@@ -56,12 +43,9 @@ func TestCallCtxDoneAndDerivedAtTheDeadline(t *testing.T) {
 		defer stop()
 		start := time.Now()
 		<-child.Done()
-		if waited := time.Since(start); waited != time.Second {
-			t.Fatalf("derived ctx ended after %v; want the deadline, 1s", waited)
-		}
-		if !errors.Is(child.Err(), context.DeadlineExceeded) || !errors.Is(c.Err(), context.DeadlineExceeded) {
-			t.Fatalf("Err: derived %v, call %v; want DeadlineExceeded", child.Err(), c.Err())
-		}
+		require.Equal(t, time.Second, time.Since(start), "derived ctx ended; want the deadline, 1s")
+		require.ErrorIs(t, child.Err(), context.DeadlineExceeded, "Err: derived %v, call %v; want DeadlineExceeded", child.Err(), c.Err())
+		require.ErrorIs(t, c.Err(), context.DeadlineExceeded, "Err: derived %v, call %v; want DeadlineExceeded", child.Err(), c.Err())
 	})
 }
 
@@ -75,9 +59,8 @@ func TestCallCtxCancelReachesEveryone(t *testing.T) {
 			cancel()
 			<-child.Done()
 			<-c.Done()
-			if !errors.Is(c.Err(), context.Canceled) || !errors.Is(child.Err(), context.Canceled) {
-				t.Fatalf("timeout %v: Err after CANCEL: call %v, derived %v", timeout, c.Err(), child.Err())
-			}
+			require.ErrorIs(t, c.Err(), context.Canceled, "timeout %v: Err after CANCEL: call %v, derived %v", timeout, c.Err(), child.Err())
+			require.ErrorIs(t, child.Err(), context.Canceled, "timeout %v: Err after CANCEL: call %v, derived %v", timeout, c.Err(), child.Err())
 			stop()
 			c.end()
 		}
@@ -92,8 +75,6 @@ func TestCallCtxEndStopsTheTimer(t *testing.T) {
 		c := newCallCtx(base, 1, time.Hour)
 		_ = c.Done()
 		c.end()
-		if err := c.Err(); !errors.Is(err, context.Canceled) {
-			t.Fatalf("Err after end = %v; want Canceled", err)
-		}
+		require.ErrorIs(t, c.Err(), context.Canceled, "Err after end; want Canceled")
 	})
 }

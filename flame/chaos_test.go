@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
@@ -20,9 +22,7 @@ import (
 func chaosDuration(t *testing.T) time.Duration {
 	if s := os.Getenv("GOFLAME_CHAOS"); s != "" {
 		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("GOFLAME_CHAOS: %v", err)
-		}
+		require.NoError(t, err, "GOFLAME_CHAOS")
 		return d
 	}
 	if testing.Short() {
@@ -168,9 +168,7 @@ func TestChaosKeepsInvariants(t *testing.T) {
 		OnShrink:          func(ShrinkEvent) { endHook("OnShrink") },
 		Logger:            slog.New(counter),
 	})
-	if err != nil {
-		t.Fatalf("NewPool: %v", err)
-	}
+	require.NoError(t, err, "NewPool")
 
 	var (
 		running       sync.Map // runner ID -> *atomic.Int32: fns running now
@@ -325,35 +323,29 @@ func TestChaosKeepsInvariants(t *testing.T) {
 		// Allowed when the backlog outlasts the budget: Close then cancels
 		// the work, drops queued casts (and counts them), and returns
 		// without waiting. The pool's goroutines still all end.
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Close: %v", err)
-		}
+		require.ErrorIs(t, err, context.DeadlineExceeded, "Close: %v", err)
 		t.Logf("Close: %v", err)
 	}
 	p.wg.Wait()
 
 	close(undocumented)
 	for err := range undocumented {
-		t.Errorf("undocumented error: %v", err)
+		assert.NoError(t, err, "undocumented error: %v", err)
 	}
-	if n := overMC.Load(); n > 0 {
-		t.Errorf("a runner exceeded MaxConcurrency %d times", n)
-	}
-	if n := hookOverlaps.Load(); n > 0 {
-		t.Errorf("OnGrowEnd/OnShrink overlapped %d times", n)
-	}
+	n := overMC.Load()
+	assert.LessOrEqual(t, n, int32(0), "a runner exceeded MaxConcurrency %d times", n)
+	n = hookOverlaps.Load()
+	assert.LessOrEqual(t, n, int32(0), "OnGrowEnd/OnShrink overlapped %d times", n)
 	st := p.Stats()
-	if st.InUse != 0 || st.Runners != 0 || st.Pending != 0 || st.Waiting != 0 {
-		t.Errorf("after Close: %+v, want nothing left", st)
-	}
+	assert.Zero(t, st.InUse, "after Close: %+v, want nothing left", st)
+	assert.Zero(t, st.Runners, "after Close: %+v, want nothing left", st)
+	assert.Zero(t, st.Pending, "after Close: %+v, want nothing left", st)
+	assert.Zero(t, st.Waiting, "after Close: %+v, want nothing left", st)
 	accepted, ran := castsAccepted.Load(), castsRan.Load()
 	notRun := counter.notStarted.Load()
-	if ran+notRun != accepted {
-		t.Errorf("casts: accepted %d, ran %d, reported not run %d (Close counted %d): some were lost",
-			accepted, ran, notRun, counter.closeDrops.Load())
-	}
-	if all, alive := backend.stopped(); !all {
-		t.Errorf("%d nodes still running after Close", alive)
-	}
+	assert.Equal(t, accepted, ran+notRun, "casts: accepted %d, ran %d, reported not run %d (Close counted %d): some were lost",
+		accepted, ran, notRun, counter.closeDrops.Load())
+	all, alive := backend.stopped()
+	assert.True(t, all, "%d nodes still running after Close", alive)
 	t.Logf("casts accepted %d ran %d not run %d; stats %+v", accepted, ran, notRun, st)
 }

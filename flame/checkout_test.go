@@ -150,7 +150,7 @@ func TestReleaseHandsSlotToHeadWaiterNotNewcomer(t *testing.T) {
 		assert.Nil(t, p.claim(), "the released slot was left free for anyone")
 		start := time.Now()
 		err := p.Call(context.Background(), func(context.Context) error {
-			t.Error("newcomer got the slot the head waiter was owed")
+			assert.Fail(t, "newcomer got the slot the head waiter was owed")
 			return nil
 		}, WithTimeout(time.Second))
 		assert.ErrorIs(t, err, ErrCheckoutTimeout)
@@ -355,7 +355,7 @@ func TestNoCallerWaitsBesideFreeSlotUnderStress(t *testing.T) {
 		wg.Wait()
 		close(errs)
 		for err := range errs {
-			t.Errorf("Call: %v", err)
+			assert.NoError(t, err, "Call")
 		}
 		synctest.Wait()
 		st := p.Stats()
@@ -405,7 +405,7 @@ func TestReleaseRacingEnqueueNeverStrandsCaller(t *testing.T) {
 				require.NotNil(t, r2)
 				p.release(r2)
 			default:
-				t.Fatalf("round %d: caller left waiting beside a free slot: %+v", i, p.Stats())
+				require.FailNow(t, "caller left waiting beside a free slot", "round %d: %+v", i, p.Stats())
 			}
 		}
 	})
@@ -453,13 +453,11 @@ func TestSlotHandedToCancellingCallerIsNeverLost(t *testing.T) {
 			p.release(r)
 			cancel()
 			err := <-errc
-			switch {
-			case err == nil:
+			if err == nil {
 				outcomes["ran"]++
-			case errors.Is(err, context.Canceled):
+			} else {
+				require.ErrorIs(t, err, context.Canceled, "Call: %v", err)
 				outcomes["gave up"]++
-			default:
-				t.Fatalf("Call: %v", err)
 			}
 			synctest.Wait()
 			st := p.Stats()
@@ -485,8 +483,8 @@ func TestExpiringWaitersNeverLoseSlotsUnderStress(t *testing.T) {
 						time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
 						return nil
 					}, WithTimeout(d))
-					if err != nil && !errors.Is(err, ErrCheckoutTimeout) {
-						t.Errorf("Call: %v", err)
+					if err != nil {
+						assert.ErrorIs(t, err, ErrCheckoutTimeout, "Call: %v", err)
 					}
 				}
 			})
@@ -676,7 +674,7 @@ func TestIdleShutdownNeverClaimsRunnerWithSlotHeld(t *testing.T) {
 		}
 		select {
 		case err := <-h.done:
-			t.Fatalf("held call ended early: %v", err)
+			require.FailNow(t, "held call ended early", "%v", err)
 		default:
 		}
 		h.finish(t)
@@ -729,9 +727,7 @@ func TestIdleShutdownRacingCallsNeverCancelsACall(t *testing.T) {
 						time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
 						return ctx.Err()
 					}, WithTimeout(time.Minute))
-					if err != nil {
-						t.Errorf("Call: %v", err)
-					}
+					assert.NoError(t, err, "Call")
 				}
 			})
 		}

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // A context fn keeps after it returns reports Canceled, even if nobody
@@ -15,17 +18,9 @@ func TestRetainedCtxIsCanceledAfterFnReturnsWithoutDone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := mustPool(t, Config{Max: 1})
 		var kept context.Context
-		if err := p.Call(context.Background(), func(ctx context.Context) error { kept = ctx; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if err := kept.Err(); !errors.Is(err, context.Canceled) {
-			t.Fatalf("Err after fn returned = %v, want context.Canceled", err)
-		}
-		select {
-		case <-kept.Done():
-		default:
-			t.Fatal("Done of a finished context is not closed")
-		}
+		require.NoError(t, p.Call(context.Background(), func(ctx context.Context) error { kept = ctx; return nil }))
+		require.ErrorIs(t, kept.Err(), context.Canceled, "Err after fn returned, want context.Canceled")
+		require.True(t, callIsClosed(kept.Done()), "Done of a finished context is not closed")
 	})
 }
 
@@ -41,12 +36,9 @@ func TestErrorReturnedExactlyAtTheLimitIsErrTimeout(t *testing.T) {
 			ctxErr = ctx.Err()
 			return errFn
 		}, WithTimeout(time.Second))
-		if !errors.Is(err, ErrTimeout) || !errors.Is(err, errFn) {
-			t.Fatalf("Call = %v, want ErrTimeout wrapping fn's error", err)
-		}
-		if !errors.Is(ctxErr, context.DeadlineExceeded) {
-			t.Fatalf("fn's ctx.Err() at the limit = %v, want DeadlineExceeded", ctxErr)
-		}
+		require.ErrorIs(t, err, ErrTimeout, "Call = %v, want ErrTimeout wrapping fn's error", err)
+		require.ErrorIs(t, err, errFn, "Call = %v, want ErrTimeout wrapping fn's error", err)
+		require.ErrorIs(t, ctxErr, context.DeadlineExceeded, "fn's ctx.Err() at the limit, want DeadlineExceeded")
 	})
 }
 
@@ -55,18 +47,10 @@ func TestCloseWithNothingQueuedLogsNoDrops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf syncBuffer
 		p, err := NewPool(Config{Max: 1, Logger: newTextLogger(&buf)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Cast(context.Background(), func(context.Context) error { return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Close(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if s := buf.String(); containsAny(s, "dropped") {
-			t.Fatalf("Close logged drops with nothing dropped:\n%s", s)
-		}
+		require.NoError(t, err)
+		require.NoError(t, p.Cast(context.Background(), func(context.Context) error { return nil }))
+		require.NoError(t, p.Close(context.Background()))
+		require.NotContains(t, buf.String(), "dropped", "Close logged drops with nothing dropped")
 	})
 }
 
@@ -84,12 +68,8 @@ func TestAfterFuncOnFnCtxRunsWhenCanceled(t *testing.T) {
 			<-ran
 			return fctx.Err()
 		})
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Call = %v, want Canceled", err)
-		}
-		if stop() {
-			t.Fatal("stop after f ran reported it stopped f")
-		}
+		require.ErrorIs(t, err, context.Canceled, "Call = %v, want Canceled", err)
+		require.False(t, stop(), "stop after f ran reported it stopped f")
 	})
 }
 
@@ -99,22 +79,14 @@ func TestAfterFuncOnFnCtxStoppedNeverRuns(t *testing.T) {
 		p := mustPool(t, Config{Max: 1})
 		ran := false
 		var stop func() bool
-		if err := p.Call(context.Background(), func(fctx context.Context) error {
+		require.NoError(t, p.Call(context.Background(), func(fctx context.Context) error {
 			stop = context.AfterFunc(fctx, func() { ran = true })
-			if !stop() {
-				t.Error("first stop did not stop f")
-			}
-			if stop() {
-				t.Error("second stop reported stopping f again")
-			}
+			assert.True(t, stop(), "first stop did not stop f")
+			assert.False(t, stop(), "second stop reported stopping f again")
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}))
 		synctest.Wait() // fn's ctx has ended; a registered f would have run
-		if ran {
-			t.Fatal("stopped AfterFunc ran")
-		}
+		require.False(t, ran, "stopped AfterFunc ran")
 	})
 }
 
@@ -125,18 +97,14 @@ func TestAfterFuncOnEndedFnCtxRunsAtOnce(t *testing.T) {
 		p := mustPool(t, Config{Max: 1})
 		var kept context.Context
 		atReturn := make(chan struct{})
-		if err := p.Call(context.Background(), func(fctx context.Context) error {
+		require.NoError(t, p.Call(context.Background(), func(fctx context.Context) error {
 			kept = fctx
 			context.AfterFunc(fctx, func() { close(atReturn) })
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}))
 		<-atReturn
 		late := make(chan struct{})
-		if context.AfterFunc(kept, func() { close(late) })() {
-			t.Fatal("stop of an AfterFunc on an ended ctx reported stopping it")
-		}
+		require.False(t, context.AfterFunc(kept, func() { close(late) })(), "stop of an AfterFunc on an ended ctx reported stopping it")
 		<-late
 	})
 }
@@ -160,16 +128,10 @@ func TestDerivedCtxStartsNoGoroutine(t *testing.T) {
 			grew = runtime.NumGoroutine() - before
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if grew > 0 {
-			t.Fatalf("%d derived contexts started %d goroutines", n, grew)
-		}
+		require.NoError(t, err)
+		require.LessOrEqual(t, grew, 0, "%d derived contexts started %d goroutines", n, grew)
 		for i, c := range children {
-			if c.Err() == nil {
-				t.Fatalf("child %d not canceled when fn's ctx ended", i)
-			}
+			require.Error(t, c.Err(), "child %d not canceled when fn's ctx ended", i)
 		}
 	})
 }
@@ -184,21 +146,18 @@ func TestOnCancelRunsOnCancelButArmsNoLimitTimer(t *testing.T) {
 		err := p.Call(ctx, func(fctx context.Context) error {
 			ec := fctx.(*execCtx)
 			ec.onCancel(func() { close(ran) })
-			if lz := ec.lz.Load(); lz == nil || lz.done != nil {
-				t.Error("onCancel armed Done (and with it the limit's timer)")
+			lz := ec.lz.Load()
+			if assert.NotNil(t, lz, "onCancel armed Done (and with it the limit's timer)") {
+				assert.Nil(t, lz.done, "onCancel armed Done (and with it the limit's timer)")
 			}
 			time.Sleep(time.Hour) // past the default limit: f does not run for it
-			select {
-			case <-ran:
-				t.Error("onCancel's f ran for the execution limit")
-			default:
-			}
+			assert.False(t, callIsClosed(ran), "onCancel's f ran for the execution limit")
 			cancel()
 			<-ran
 			return nil
 		}, WithTimeout(time.Minute))
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrTimeout) {
-			t.Fatal(err)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			require.ErrorIs(t, err, ErrTimeout)
 		}
 	})
 }

@@ -2,10 +2,11 @@ package flame
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzConfig: NewPool never panics; it either returns a pool whose Stats
@@ -28,28 +29,26 @@ func FuzzConfig(f *testing.F) {
 		valid := max >= 1 && min >= 0 && min <= max && mc >= 0 && mc <= maxMaxConcurrency &&
 			timeout >= 0 && boot >= 0 && shutdown >= 0 && idle >= 0 && minIdle >= 0
 		if !valid {
-			if err == nil || !errors.Is(err, ErrInvalidConfig) {
-				t.Fatalf("invalid config accepted or wrong error: %v", err)
-			}
+			require.ErrorIs(t, err, ErrInvalidConfig, "invalid config accepted or wrong error: %v", err)
 			return
 		}
 		if err != nil {
 			// A valid config can still fail its Min boots (a BootTimeout of
 			// a few nanoseconds), but never as invalid.
-			if errors.Is(err, ErrInvalidConfig) || min == 0 {
-				t.Fatalf("valid config rejected: %v", err)
-			}
+			require.NotErrorIs(t, err, ErrInvalidConfig, "valid config rejected: %v", err)
+			require.NotZero(t, min, "valid config rejected: %v", err)
 			return
 		}
 		st := p.Stats()
 		// Min runners stay unless MinIdleShutdownAfter is short enough to
 		// idle them down already.
-		if st.Min != min || st.Max != max || st.MaxConcurrency < 1 || (minIdle == 0 && st.Runners != min) {
-			t.Fatalf("stats %+v for min %d max %d mc %d", st, min, max, mc)
+		require.Equal(t, min, st.Min, "stats %+v for min %d max %d mc %d", st, min, max, mc)
+		require.Equal(t, max, st.Max, "stats %+v for min %d max %d mc %d", st, min, max, mc)
+		require.GreaterOrEqual(t, st.MaxConcurrency, 1, "stats %+v for min %d max %d mc %d", st, min, max, mc)
+		if minIdle == 0 {
+			require.Equal(t, min, st.Runners, "stats %+v for min %d max %d mc %d", st, min, max, mc)
 		}
-		if err := p.Close(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, p.Close(context.Background()))
 	})
 }
 
@@ -77,9 +76,7 @@ func runPoolOps(t *testing.T, ops []byte) {
 		Max: 3, MaxConcurrency: mc, Backend: b,
 		BootTimeout: time.Second, Timeout: 2 * time.Second, IdleShutdownAfter: 500 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	type held struct {
 		release chan struct{}
 		cancel  context.CancelFunc
@@ -99,13 +96,9 @@ func runPoolOps(t *testing.T, ops []byte) {
 		synctest.Wait()
 		st := p.Stats()
 		for _, rl := range st.RunnerLoads {
-			if rl.Load > mc {
-				t.Fatalf("runner %d load %d > MaxConcurrency %d", rl.ID, rl.Load, mc)
-			}
+			require.LessOrEqual(t, rl.Load, mc, "runner %d load %d > MaxConcurrency %d", rl.ID, rl.Load, mc)
 		}
-		if st.Runners+st.Pending > st.Max {
-			t.Fatalf("runners %d + pending %d > Max %d", st.Runners, st.Pending, st.Max)
-		}
+		require.LessOrEqual(t, st.Runners+st.Pending, st.Max, "runners %d + pending %d > Max %d", st.Runners, st.Pending, st.Max)
 	}
 	for i := 0; i < len(ops); {
 		switch next(&i) % 8 {
@@ -162,14 +155,11 @@ func runPoolOps(t *testing.T, ops []byte) {
 		close(h.release)
 		h.cancel()
 	}
-	if err := p.Close(context.Background()); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	require.NoError(t, p.Close(context.Background()), "Close")
 	st := p.Stats()
-	if st.InUse != 0 || st.Runners != 0 || st.Waiting != 0 || st.Pending != 0 {
-		t.Fatalf("after Close: %+v", st)
-	}
-	if !b.allShutDown() {
-		t.Fatal("a node was left running after Close")
-	}
+	require.Zero(t, st.InUse, "after Close: %+v", st)
+	require.Zero(t, st.Runners, "after Close: %+v", st)
+	require.Zero(t, st.Waiting, "after Close: %+v", st)
+	require.Zero(t, st.Pending, "after Close: %+v", st)
+	require.True(t, b.allShutDown(), "a node was left running after Close")
 }

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // testBackend is a Backend whose boots can be delayed, failed or hung, and
@@ -150,12 +152,10 @@ func (l *eventLog) hook(cfg *Config) {
 func mustPool(t testing.TB, cfg Config) *Pool {
 	t.Helper()
 	p, err := NewPool(cfg)
-	if err != nil {
-		t.Fatalf("NewPool: %v", err)
-	}
+	require.NoError(t, err, "NewPool")
 	t.Cleanup(func() {
-		if err := p.Close(context.Background()); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Close: %v", err)
+		if err := p.Close(context.Background()); !errors.Is(err, context.Canceled) {
+			assert.NoError(t, err, "Close")
 		}
 	})
 	return p
@@ -181,12 +181,3 @@ func (b *syncBuffer) String() string {
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}

@@ -42,7 +42,7 @@ func scRecv(t *testing.T, ch <-chan error, what string) error {
 	case err := <-ch:
 		return err
 	default:
-		t.Fatalf("%s has not returned", what)
+		require.FailNow(t, what+" has not returned")
 		return nil
 	}
 }

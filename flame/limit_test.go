@@ -6,6 +6,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // burn keeps a CPU busy for d, as a CPU-bound fn does.
@@ -43,8 +46,8 @@ func TestLimitStartsNoEarlierThanTheCallUnderCPULoad(t *testing.T) {
 					burn(10 * time.Millisecond)
 					return nil
 				}, WithTimeout(limit))
-				if err != nil || entryErr != nil {
-					t.Errorf("call failed: %v (fn's ctx at entry: %v)", err, entryErr)
+				if !assert.NoError(t, err, "call failed: %v (fn's ctx at entry: %v)", err, entryErr) ||
+					!assert.NoError(t, entryErr, "call failed: %v (fn's ctx at entry: %v)", err, entryErr) {
 					return
 				}
 				mu.Lock()
@@ -54,7 +57,5 @@ func TestLimitStartsNoEarlierThanTheCallUnderCPULoad(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if worst < limit-time.Millisecond {
-		t.Fatalf("a limit of %v left fn only %v from the moment Call was entered: it started %v early", limit, worst, limit-worst)
-	}
+	require.GreaterOrEqual(t, worst, limit-time.Millisecond, "a limit of %v left fn only %v from the moment Call was entered: it started %v early", limit, worst, limit-worst)
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // oddBackend boots oddNodes, whose Exec and Shutdown misbehave on request.
@@ -58,13 +59,12 @@ func TestExecPanicIsReturnedAsPanicErrorAndPoolKeepsServing(t *testing.T) {
 		for range 3 {
 			err := p.Call(context.Background(), func(context.Context) error { return nil })
 			var pe *PanicError
-			if !errors.As(err, &pe) || pe.Value != "node: Exec exploded" {
-				t.Fatalf("Call = %v, want *PanicError from Exec", err)
-			}
+			require.ErrorAs(t, err, &pe, "Call = %v, want *PanicError from Exec", err)
+			require.Equal(t, "node: Exec exploded", pe.Value, "Call = %v, want *PanicError from Exec", err)
 		}
-		if st := p.Stats(); st.InUse != 0 || st.Runners != 1 {
-			t.Fatalf("after Exec panics: %+v, want the slot released and the runner kept", st)
-		}
+		st := p.Stats()
+		require.Zero(t, st.InUse, "after Exec panics: %+v, want the slot released and the runner kept", st)
+		require.Equal(t, 1, st.Runners, "after Exec panics: %+v, want the slot released and the runner kept", st)
 	})
 }
 
@@ -74,34 +74,24 @@ func TestHungNodeShutdownIsBoundedByShutdownTimeout(t *testing.T) {
 		var buf syncBuffer
 		log, logs := slog.New(slog.NewTextHandler(&buf, nil)), buf.String
 		p, err := NewPool(Config{Max: 1, Backend: b, IdleShutdownAfter: time.Second, ShutdownTimeout: 3 * time.Second, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Call(context.Background(), func(context.Context) error { return nil }); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, p.Call(context.Background(), func(context.Context) error { return nil }))
 		time.Sleep(2*time.Second + time.Millisecond) // idles down; its Shutdown hangs
 		synctest.Wait()
-		if st := p.Stats(); st.Runners != 0 || st.Shrunk != 1 {
-			t.Fatalf("stats %+v: the runner should be removed at once", st)
-		}
+		st := p.Stats()
+		require.Zero(t, st.Runners, "stats %+v: the runner should be removed at once", st)
+		require.Equal(t, uint64(1), st.Shrunk, "stats %+v: the runner should be removed at once", st)
 		start := time.Now()
 		time.Sleep(3 * time.Second)
 		synctest.Wait()
-		if !strings.Contains(logs(), "runner shutdown exceeded ShutdownTimeout") {
-			t.Fatalf("no log line about the hung shutdown after %v; logs:\n%s", time.Since(start), logs())
-		}
+		require.Contains(t, logs(), "runner shutdown exceeded ShutdownTimeout", "no log line about the hung shutdown after %v", time.Since(start))
 		// The pool keeps serving: a new runner boots.
-		if err := p.Call(context.Background(), func(context.Context) error { return nil }); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, p.Call(context.Background(), func(context.Context) error { return nil }))
 		close(b.nodes[0].release)
 		for _, n := range b.nodes[1:] {
 			close(n.release)
 		}
-		if err := p.Close(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, p.Close(context.Background()))
 	})
 }
 
@@ -114,9 +104,8 @@ func TestReentrantCallWithFreeCapacityRuns(t *testing.T) {
 		v, err := Call(context.Background(), p, func(ctx context.Context) (int, error) {
 			return Call(ctx, p, func(context.Context) (int, error) { return 7, nil })
 		})
-		if err != nil || v != 7 {
-			t.Fatalf("re-entrant call = %d, %v; want 7, nil", v, err)
-		}
+		require.NoError(t, err, "re-entrant call = %d, %v; want 7, nil", v, err)
+		require.Equal(t, 7, v, "re-entrant call = %d, %v; want 7, nil", v, err)
 	})
 }
 
@@ -127,15 +116,9 @@ func TestReentrantCallWithoutCapacityTimesOutLikeAnyCall(t *testing.T) {
 		err := p.Call(context.Background(), func(ctx context.Context) error {
 			return p.Call(ctx, func(context.Context) error { return nil })
 		})
-		if !errors.Is(err, ErrCheckoutTimeout) {
-			t.Fatalf("outer call = %v, want the inner call's ErrCheckoutTimeout", err)
-		}
-		if got := time.Since(start); got != 5*time.Second {
-			t.Fatalf("inner call waited %v, want BootTimeout (5s)", got)
-		}
-		if err := p.Call(context.Background(), func(context.Context) error { return nil }); err != nil {
-			t.Fatalf("pool after re-entrant timeout: %v", err)
-		}
+		require.ErrorIs(t, err, ErrCheckoutTimeout, "outer call = %v, want the inner call's ErrCheckoutTimeout", err)
+		require.Equal(t, 5*time.Second, time.Since(start), "inner call waited, want BootTimeout (5s)")
+		require.NoError(t, p.Call(context.Background(), func(context.Context) error { return nil }), "pool after re-entrant timeout")
 	})
 }
 
@@ -144,9 +127,7 @@ func TestReentrantCallWithoutCapacityTimesOutLikeAnyCall(t *testing.T) {
 func TestCloseFromInsideFnReturnsWhenItsCtxEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, err := NewPool(Config{Max: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		var closeErr error
 		callErr := p.Call(context.Background(), func(ctx context.Context) error {
 			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -154,19 +135,15 @@ func TestCloseFromInsideFnReturnsWhenItsCtxEnds(t *testing.T) {
 			closeErr = p.Close(cctx)
 			return ctx.Err()
 		})
-		if !errors.Is(closeErr, context.DeadlineExceeded) {
-			t.Fatalf("Close inside fn = %v, want DeadlineExceeded", closeErr)
-		}
-		if !errors.Is(callErr, context.Canceled) || !errors.Is(callErr, ErrClosed) {
-			t.Fatalf("Call = %v, want its ctx cancelled by Close (ErrClosed)", callErr)
-		}
+		require.ErrorIs(t, closeErr, context.DeadlineExceeded, "Close inside fn = %v, want DeadlineExceeded", closeErr)
+		require.ErrorIs(t, callErr, context.Canceled, "Call = %v, want its ctx cancelled by Close (ErrClosed)", callErr)
+		require.ErrorIs(t, callErr, ErrClosed, "Call = %v, want its ctx cancelled by Close (ErrClosed)", callErr)
 		synctest.Wait()
-		if err := p.Call(context.Background(), func(context.Context) error { return nil }); !errors.Is(err, ErrClosed) {
-			t.Fatalf("Call after Close = %v, want ErrClosed", err)
-		}
-		if st := p.Stats(); st.InUse != 0 || st.Runners != 0 {
-			t.Fatalf("after Close: %+v", st)
-		}
+		err = p.Call(context.Background(), func(context.Context) error { return nil })
+		require.ErrorIs(t, err, ErrClosed, "Call after Close = %v, want ErrClosed", err)
+		st := p.Stats()
+		require.Zero(t, st.InUse, "after Close: %+v", st)
+		require.Zero(t, st.Runners, "after Close: %+v", st)
 	})
 }
 
@@ -176,9 +153,7 @@ func TestCloseFromInsideFnReturnsWhenItsCtxEnds(t *testing.T) {
 func TestFnIgnoringCtxDelaysOnlyItselfAtClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p, err := NewPool(Config{Max: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		unblock := make(chan struct{})
 		done := make(chan error, 1)
 		go func() {
@@ -187,17 +162,13 @@ func TestFnIgnoringCtxDelaysOnlyItselfAtClose(t *testing.T) {
 		synctest.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if err := p.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Close = %v, want DeadlineExceeded", err)
-		}
+		err = p.Close(ctx)
+		require.ErrorIs(t, err, context.DeadlineExceeded, "Close = %v, want DeadlineExceeded", err)
 		close(unblock)
-		if err := <-done; err != nil {
-			t.Fatalf("the fn returned nil, so Call must too: %v", err)
-		}
+		require.NoError(t, <-done, "the fn returned nil, so Call must too")
 		synctest.Wait()
-		if st := p.Stats(); st.InUse != 0 {
-			t.Fatalf("slot not released: %+v", st)
-		}
+		st := p.Stats()
+		require.Zero(t, st.InUse, "slot not released: %+v", st)
 	})
 }
 
@@ -206,9 +177,7 @@ func TestFnIgnoringCtxDelaysOnlyItselfAtClose(t *testing.T) {
 func TestCloseRacingResizeAndCloseIsSafe(t *testing.T) {
 	for range 50 {
 		p, err := NewPool(Config{Min: 2, Max: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		var wg sync.WaitGroup
 		errs := make(chan error, 4)
 		for range 2 {
@@ -222,12 +191,10 @@ func TestCloseRacingResizeAndCloseIsSafe(t *testing.T) {
 		wg.Wait()
 		close(errs)
 		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 		}
-		if st := p.Stats(); st.Runners != 0 || st.Pending != 0 {
-			t.Fatalf("after Close: %+v", st)
-		}
+		st := p.Stats()
+		require.Zero(t, st.Runners, "after Close: %+v", st)
+		require.Zero(t, st.Pending, "after Close: %+v", st)
 	}
 }

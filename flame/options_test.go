@@ -57,11 +57,7 @@ func TestRelinkedCallFollowsCallerCtx(t *testing.T) {
 		<-started
 		cancel()
 		synctest.Wait()
-		select {
-		case <-fnSawCancel:
-		default:
-			t.Fatal("fn's ctx did not follow the caller's: the call stayed unlinked")
-		}
+		require.True(t, callIsClosed(fnSawCancel), "fn's ctx did not follow the caller's: the call stayed unlinked")
 		assert.ErrorIs(t, <-res, context.Canceled)
 	})
 }

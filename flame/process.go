@@ -135,4 +135,3 @@ func Main() {
 	os.Unsetenv(envParent)
 	os.Exit(serveRunner(parentEnv))
 }
-

@@ -728,9 +728,16 @@ func playRole(role string) int {
 		time.Sleep(time.Minute)
 		return 0
 	}
+	if role == "remoteparent" && remoteParentRole != nil {
+		return remoteParentRole()
+	}
 	fmt.Fprintln(os.Stderr, "unknown role", role)
 	return 2
 }
+
+// remoteParentRole plays "remoteparent", where the platform has network
+// namespaces (remote_netns_test.go).
+var remoteParentRole func() int
 
 func TestFuncOnLocalBackendRoundTripsThroughCodec(t *testing.T) {
 	p, err := flame.NewPool(flame.Config{Max: 1})

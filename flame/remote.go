@@ -200,6 +200,18 @@ func (b *RemoteBackend) validate() error {
 	return nil
 }
 
+// ListenAddr is the address the backend listens on for its runners, or ""
+// while it does not listen (it listens only while it has runners or boots
+// under way).
+func (b *RemoteBackend) ListenAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.listener == nil {
+		return ""
+	}
+	return b.listener.ln.Addr().String()
+}
+
 // acquire opens the listener if it is not open, and counts a user of it
 // (a boot under way, or a node not yet shut down).
 func (b *RemoteBackend) acquire(log *slog.Logger) (*listener, error) {

@@ -2,6 +2,7 @@ package flame
 
 import (
 	"bufio"
+	"container/list"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -40,9 +41,10 @@ type listener struct {
 	wg          sync.WaitGroup // the accept loop and every handshake
 
 	mu      sync.Mutex
-	boots   map[uint64]*awaitedRunner // boots under way, by runner ID
-	runners map[uint64]*dialedRunner  // authenticated runners, for their lanes
-	conns   map[net.Conn]struct{}     // connections in their handshake
+	boots   map[uint64]*awaitedRunner  // boots under way, by runner ID
+	runners map[uint64]*dialedRunner   // authenticated runners, for their lanes
+	conns   map[net.Conn]*list.Element // connections in their handshake, in pending (oldest first)
+	pending list.List
 	closed  bool
 
 	logMu      sync.Mutex
@@ -56,7 +58,7 @@ type listener struct {
 type awaitedRunner struct {
 	token [wire.SecretLen]byte
 	conn  chan *tcplink.Parent // the runner's transport, once it authenticated
-	used  bool               // its token was spent
+	used  bool                 // its token was spent
 }
 
 // dialedRunner is an authenticated runner: its lanes come with secret.
@@ -98,7 +100,7 @@ func listen(b *RemoteBackend, log *slog.Logger) (*listener, error) {
 		log:         log,
 		boots:       make(map[uint64]*awaitedRunner),
 		runners:     make(map[uint64]*dialedRunner),
-		conns:       make(map[net.Conn]struct{}),
+		conns:       make(map[net.Conn]*list.Element),
 	}
 	l.wg.Go(l.accept)
 	return l, nil
@@ -131,8 +133,11 @@ func selfSignedCert() (tls.Certificate, [sha256.Size]byte, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, sha256.Sum256(der), nil
 }
 
-// accept takes connections until the listener closes. Beyond MaxHandshakes
-// connections in their handshake, a new one is closed at once.
+// accept takes connections until the listener closes. With MaxHandshakes
+// connections in their handshake, a new one evicts the oldest: a runner's
+// handshake takes a round trip or two, so what has sat longest is what
+// stalls on purpose, and a flood of connections that never finish their
+// handshake cannot keep a runner from dialling its lanes.
 func (l *listener) accept() {
 	for {
 		c, err := l.ln.Accept()
@@ -146,9 +151,8 @@ func (l *listener) accept() {
 		select {
 		case l.sem <- struct{}{}:
 		default:
-			c.Close()
-			l.refuse(c, "too many connections in their handshake")
-			continue
+			l.evictOldest()
+			l.sem <- struct{}{} // the evicted handshake gives its place up at once
 		}
 		l.mu.Lock()
 		if l.closed {
@@ -157,9 +161,27 @@ func (l *listener) accept() {
 			c.Close()
 			return
 		}
-		l.conns[c] = struct{}{}
+		l.conns[c] = l.pending.PushBack(c)
 		l.mu.Unlock()
 		l.wg.Go(func() { l.handle(c) })
+	}
+}
+
+// evictOldest closes the connection that has been in its handshake
+// longest.
+func (l *listener) evictOldest() {
+	l.mu.Lock()
+	e := l.pending.Front()
+	var c net.Conn
+	if e != nil {
+		c = e.Value.(net.Conn)
+		l.pending.Remove(e)
+		delete(l.conns, c)
+	}
+	l.mu.Unlock()
+	if c != nil {
+		c.Close()
+		l.refuse(c, "evicted: too many connections in their handshake")
 	}
 }
 
@@ -170,7 +192,10 @@ func (l *listener) handle(c net.Conn) {
 	keep := false
 	defer func() {
 		l.mu.Lock()
-		delete(l.conns, c)
+		if e := l.conns[c]; e != nil {
+			l.pending.Remove(e)
+			delete(l.conns, c)
+		}
 		l.mu.Unlock()
 		<-l.sem
 		if !keep {

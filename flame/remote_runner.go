@@ -65,15 +65,7 @@ func dialParent(info parentInfo, deadline time.Time) (*tcplink.Runner, error) {
 		}
 		_ = c.SetDeadline(time.Time{})
 		dial := func(lane uint64) (net.Conn, error) {
-			lc, err := dialTLS(addr, cfg, time.Now().Add(laneDialTimeout))
-			if err != nil {
-				return nil, err
-			}
-			if _, err := lc.Write(wire.AppendLaneAuth(nil, info.Runner, lane, secret)); err != nil {
-				lc.Close()
-				return nil, err
-			}
-			return lc, nil
+			return dialLane(addr, cfg, info.Runner, lane, secret)
 		}
 		return tcplink.NewRunner(tcplink.NewConn(c, r), dial), nil
 	}
@@ -81,6 +73,26 @@ func dialParent(info parentInfo, deadline time.Time) (*tcplink.Runner, error) {
 		lastErr = errors.New("no time left to dial")
 	}
 	return nil, lastErr
+}
+
+// dialLane dials lane back to the parent at addr, trying again for a
+// while when the connection fails (a parent under a flood of stalled
+// connections evicts the oldest handshakes).
+func dialLane(addr string, cfg *tls.Config, runner, lane uint64, secret [wire.SecretLen]byte) (net.Conn, error) {
+	deadline := time.Now().Add(laneDialTimeout)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		lc, err := dialTLS(addr, cfg, deadline)
+		if err == nil {
+			if _, err = lc.Write(wire.AppendLaneAuth(nil, runner, lane, secret)); err == nil {
+				return lc, nil
+			}
+			lc.Close()
+		}
+		if errors.Is(err, errNotPinned) || time.Until(deadline) < wait {
+			return nil, err
+		}
+		time.Sleep(wait)
+	}
 }
 
 // errNotPinned: the peer's certificate is not the one the runner pins.

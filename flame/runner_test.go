@@ -1,6 +1,12 @@
 package flame
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/goflame/goflame/flame/internal/scaler"
+)
 
 // The runner word's CAS rules, tested directly: these are what make an idle
 // claim and a checkout mutually exclusive.
@@ -18,50 +24,32 @@ func acquire(r *runner) bool {
 func TestClaimIdleFailsAfterACheckoutAndReleaseInBetween(t *testing.T) {
 	r := testRunner()
 	_, gen, _ := r.Snapshot()
-	if !acquire(r) {
-		t.Fatal("checkout failed")
-	}
+	require.True(t, acquire(r), "checkout failed")
 	r.pool.release(r)
-	if load, _, _ := r.Snapshot(); load != 0 {
-		t.Fatalf("load %d after release", load)
-	}
-	if r.ClaimIdle(gen) {
-		t.Fatal("ClaimIdle succeeded although the runner was used since the idle period began")
-	}
+	load, _, _ := r.Snapshot()
+	require.Zero(t, load, "load %d after release", load)
+	require.False(t, r.ClaimIdle(gen), "ClaimIdle succeeded although the runner was used since the idle period began")
 	_, gen, _ = r.Snapshot()
-	if !r.ClaimIdle(gen) {
-		t.Fatal("ClaimIdle failed on an untouched idle runner")
-	}
-	if acquire(r) {
-		t.Fatal("checkout landed on a claimed runner")
-	}
+	require.True(t, r.ClaimIdle(gen), "ClaimIdle failed on an untouched idle runner")
+	require.False(t, acquire(r), "checkout landed on a claimed runner")
 }
 
 func TestClaimIdleFailsWithASlotHeld(t *testing.T) {
 	r := testRunner()
 	acquire(r)
 	_, gen, _ := r.Snapshot()
-	if r.ClaimIdle(gen) {
-		t.Fatal("ClaimIdle took a runner with a slot held")
-	}
+	require.False(t, r.ClaimIdle(gen), "ClaimIdle took a runner with a slot held")
 }
 
 func TestDrainStopsCheckoutsAndClaimsOnlyWhenEmpty(t *testing.T) {
 	r := testRunner()
 	acquire(r)
-	if r.Drain() {
-		t.Fatal("Drain reported a busy runner as down")
-	}
-	if _, _, st := r.Snapshot(); st != 1 { // Draining
-		t.Fatalf("state %d after Drain, want draining", st)
-	}
-	if acquire(r) {
-		t.Fatal("checkout landed on a draining runner")
-	}
+	require.False(t, r.Drain(), "Drain reported a busy runner as down")
+	_, _, st := r.Snapshot()
+	require.Equal(t, scaler.Draining, st, "state %d after Drain, want draining", st)
+	require.False(t, acquire(r), "checkout landed on a draining runner")
 	r2 := testRunner()
-	if !r2.Drain() {
-		t.Fatal("Drain of an idle runner should claim it at once")
-	}
+	require.True(t, r2.Drain(), "Drain of an idle runner should claim it at once")
 }
 
 func TestKillKeepsLoadSoALateReleaseIsHarmless(t *testing.T) {
@@ -69,12 +57,9 @@ func TestKillKeepsLoadSoALateReleaseIsHarmless(t *testing.T) {
 	acquire(r)
 	r.Kill()
 	load, _, st := r.Snapshot()
-	if load != 1 || st != 2 {
-		t.Fatalf("after Kill: load %d state %d, want load kept and state down", load, st)
-	}
-	if acquire(r) {
-		t.Fatal("checkout landed on a dead runner")
-	}
+	require.Equal(t, 1, load, "after Kill: load %d state %d, want load kept and state down", load, st)
+	require.Equal(t, scaler.Down, st, "after Kill: load %d state %d, want load kept and state down", load, st)
+	require.False(t, acquire(r), "checkout landed on a dead runner")
 }
 
 // A runner's checkout count is its generation plus the generation's
@@ -86,14 +71,10 @@ func TestCheckoutCountSurvivesGenerationOverflow(t *testing.T) {
 	const genMax = (uint64(1) << (64 - genShift)) - 1
 	r.word.Store(genMax<<genShift | stActive) // one checkout short of overflowing
 	for range 3 {
-		if p.claim() != r {
-			t.Fatal("checkout failed")
-		}
+		require.Same(t, r, p.claim(), "checkout failed")
 	}
-	if got, want := r.checkouts(), genMax+3; got != want {
-		t.Fatalf("checkouts = %d, want %d", got, want)
-	}
-	if load, _, _ := r.Snapshot(); load != 3 {
-		t.Fatalf("load = %d after 3 checkouts across the overflow", load)
-	}
+	got, want := r.checkouts(), genMax+3
+	require.Equal(t, want, got, "checkouts = %d, want %d", got, want)
+	load, _, _ := r.Snapshot()
+	require.Equal(t, 3, load, "load = %d after 3 checkouts across the overflow", load)
 }

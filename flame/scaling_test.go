@@ -87,9 +87,7 @@ func (c *scCall) returned() bool {
 // result is Call's result; the call must have returned.
 func (c *scCall) result(t *testing.T) error {
 	t.Helper()
-	if !c.returned() {
-		t.Fatalf("call has not returned")
-	}
+	require.True(t, c.returned(), "call has not returned")
 	return c.res
 }
 
@@ -983,7 +981,7 @@ func TestHooksCallingResizeAndStatsDoNotDeadlock(t *testing.T) {
 	case err := <-done:
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second): // a guard against a deadlock, not synchronisation
-		t.Fatal("deadlock: a hook calling Resize or Stats blocked the pool")
+		require.FailNow(t, "deadlock: a hook calling Resize or Stats blocked the pool")
 	}
 	assert.Positive(t, idleChecks.Load())
 	assert.Equal(t, 4, p.Stats().Max)
@@ -993,6 +991,6 @@ func TestHooksCallingResizeAndStatsDoNotDeadlock(t *testing.T) {
 	case err := <-cl:
 		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("deadlock: Close with hooks calling Resize or Stats")
+		require.FailNow(t, "deadlock: Close with hooks calling Resize or Stats")
 	}
 }

@@ -260,7 +260,7 @@ func stopAndWait(t *testing.T, s *Scaler) {
 	select {
 	case <-s.Done():
 	default:
-		t.Errorf("scaler goroutine still running after Stop")
+		assert.Fail(t, "scaler goroutine still running after Stop")
 	}
 }
 
@@ -851,7 +851,7 @@ func TestStopRemovesEveryRunnerCancelsBootsAndExits(t *testing.T) {
 		select {
 		case <-s.Done():
 		default:
-			t.Fatal("scaler goroutine did not exit after Stop")
+			require.FailNow(t, "scaler goroutine did not exit after Stop")
 		}
 		assert.Equal(t, []string{
 			"growend 3 c=2 err: " + ErrBootCanceled.Error(),

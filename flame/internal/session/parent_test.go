@@ -108,7 +108,7 @@ func TestSessionShutdownDrainsThenStops(t *testing.T) {
 	require.NoError(t, p.Shutdown())
 	select {
 	case o := <-out:
-		t.Fatalf("Serve returned %v with a call in flight", o)
+		require.FailNow(t, "Serve returned with a call in flight", "Serve returned %v", o)
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
@@ -156,7 +156,7 @@ func TestSessionParentSeesTheRunnerGo(t *testing.T) {
 	select {
 	case <-p.Done():
 	case <-time.After(5 * time.Second):
-		t.Fatal("the parent's session did not end when the runner's did")
+		require.FailNow(t, "the parent's session did not end when the runner's did")
 	}
 	_, _, err := p.Call(wire.CallMsg{ID: "echo"}, noCancel)
 	assert.ErrorIs(t, err, ErrLost)
