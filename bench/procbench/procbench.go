@@ -1,12 +1,18 @@
-// Command procbench measures goflame's process runners on this machine:
-// the boot time of a runner process (start to READY), the round-trip
-// latency of a small registered call (p50, p99), and the throughput of
-// small calls with 1, 8 and 64 concurrent callers.
+// Command procbench measures goflame's runners in other processes on this
+// machine, over each transport: a child process's socket pair
+// (ProcessBackend), and TCP with TLS (RemoteBackend with the command
+// launcher) over loopback and over a veth link into a network namespace.
+// For each it gives the boot time of a runner (launch to READY), the
+// round trip of a small registered call (p50, p99), and the throughput of
+// small calls with 1, 8 and 64 concurrent callers, in one run.
 //
-//	go run ./bench/procbench                 # the table
+//	go run ./bench/procbench                 # the table, every transport this machine can run
+//	go run ./bench/procbench -transports socketpair,tls-loopback
 //	go test -bench . -benchtime 2s ./bench/procbench   # the same as Go benchmarks
 //
-// The same binary is its own runner: main calls flame.Main first.
+// tls-veth needs root and iproute2 (it makes a network namespace and
+// removes it afterwards). The same binary is its own runner: main calls
+// flame.Main first.
 package main
 
 import (
@@ -36,36 +42,58 @@ func main() {
 	calls := flag.Int("calls", 20000, "sequential calls for the latency percentiles")
 	dur := flag.Duration("dur", 3*time.Second, "duration of each throughput run")
 	runnerProcs := flag.Int("runner-procs", 0, "GOMAXPROCS of the runner processes (0: Go's default)")
+	which := flag.String("transports", "", "comma-separated transports to measure: socketpair, tls-loopback, tls-veth (default: every one this machine can run)")
 	flag.Parse()
 	if *runnerProcs > 0 {
 		runnerEnv = []string{fmt.Sprintf("GOMAXPROCS=%d", *runnerProcs)}
 	}
 
-	fmt.Printf("goflame process runners: %s, GOMAXPROCS %d (runners: %s), %s/%s\n\n", runtime.Version(), runtime.GOMAXPROCS(0),
-		procsOf(*runnerProcs), runtime.GOOS, runtime.GOARCH)
-
-	bt, err := bootTimes(*boots)
+	fmt.Printf("goflame runners in other processes: %s, GOMAXPROCS %d (runners: %s), %s/%s, %s\n\n", runtime.Version(), runtime.GOMAXPROCS(0),
+		procsOf(*runnerProcs), runtime.GOOS, runtime.GOARCH, cpuModel())
+	ts, err := transports(*which)
 	check(err)
-	fmt.Printf("boot (start to READY), %d boots:  p50 %v  p99 %v  max %v\n", len(bt), pct(bt, 50), pct(bt, 99), bt[len(bt)-1])
-
-	p, err := newPool()
-	check(err)
-	defer p.Close(context.Background())
-
-	lat, err := latencies(p, *calls)
-	check(err)
-	fmt.Printf("round trip of a small call, %d calls: p50 %v  p99 %v\n", len(lat), pct(lat, 50), pct(lat, 99))
-
-	runner, err := runnerPID.Call(context.Background(), p, struct{}{})
-	check(err)
-	for _, callers := range []int{1, 8, 64} {
-		cpu0 := cpuTime(os.Getpid()) + cpuTime(runner)
-		n, el, err := throughput(p, callers, *dur)
+	defer func() {
+		for _, t := range ts {
+			t.close()
+		}
+	}()
+	fmt.Printf("%-13s %21s %23s %12s %12s %12s\n", "transport", "boot p50 / p99", "round trip p50 / p99", "1 caller", "8 callers", "64 callers")
+	for _, t := range ts {
+		bt, err := bootTimes(t, *boots)
 		check(err)
-		cpu := cpuTime(os.Getpid()) + cpuTime(runner) - cpu0
-		fmt.Printf("throughput, %2d callers: %8.0f calls/s   (CPU per call, parent + runner: %5.1fµs)\n",
-			callers, float64(n)/el.Seconds(), float64(cpu.Nanoseconds())/1000/float64(n))
+		p, err := t.pool()
+		check(err)
+		lat, err := latencies(p, *calls)
+		check(err)
+		runner, err := runnerPID.Call(context.Background(), p, struct{}{})
+		check(err)
+		var rates []string
+		for _, callers := range []int{1, 8, 64} {
+			cpu0 := cpuTime(os.Getpid()) + cpuTime(runner)
+			n, el, err := throughput(p, callers, *dur)
+			check(err)
+			cpu := cpuTime(os.Getpid()) + cpuTime(runner) - cpu0
+			rates = append(rates, fmt.Sprintf("%7.0f/s %3.0fµs", float64(n)/el.Seconds(), float64(cpu.Nanoseconds())/1000/float64(n)))
+		}
+		check(p.Close(context.Background()))
+		fmt.Printf("%-13s %9v / %-9v %10v / %-10v %s\n", t.name, pct(bt, 50).Round(10*time.Microsecond), pct(bt, 99).Round(10*time.Microsecond),
+			pct(lat, 50).Round(100*time.Nanosecond), pct(lat, 99).Round(100*time.Nanosecond), strings.Join(rates, " "))
 	}
+	fmt.Println("\n(throughput columns: calls/s, and CPU per call of parent + runner)")
+}
+
+// cpuModel names the CPU, from /proc/cpuinfo where there is one.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
 }
 
 // runnerPID reports the runner's process id, to read its CPU time.
@@ -112,20 +140,12 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // runnerEnv is added to the runners' environment (-runner-procs).
 var runnerEnv []string
 
-// newPool is one runner process with room for every caller.
-func newPool() (*flame.Pool, error) {
-	return flame.NewPool(flame.Config{
-		Name: "bench", Min: 1, Max: 1, MaxConcurrency: 256,
-		Backend: flame.ProcessBackend{Logger: quiet, Env: runnerEnv},
-	})
-}
-
-// bootTimes boots n runners one after the other and returns their boot
-// times, sorted.
-func bootTimes(n int) ([]time.Duration, error) {
+// bootTimes boots n runners one after the other over t and returns their
+// boot times (launch to READY), sorted.
+func bootTimes(t *transport, n int) ([]time.Duration, error) {
 	var ts []time.Duration
 	for i := range n {
-		d, err := bootOnce(uint64(i + 1))
+		d, err := bootOnce(t, uint64(i+1))
 		if err != nil {
 			return nil, err
 		}
@@ -135,12 +155,12 @@ func bootTimes(n int) ([]time.Duration, error) {
 	return ts, nil
 }
 
-// bootOnce times one Boot (process start to READY) and shuts it down.
-func bootOnce(id uint64) (time.Duration, error) {
+// bootOnce times one Boot and shuts the runner down.
+func bootOnce(t *transport, id uint64) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	node, err := flame.ProcessBackend{Logger: quiet}.Boot(ctx, flame.RunnerSpec{Pool: "boot", ID: id})
+	node, err := t.backend().Boot(ctx, flame.RunnerSpec{Pool: "boot", ID: id})
 	d := time.Since(start)
 	if err != nil {
 		return 0, err
