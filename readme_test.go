@@ -46,12 +46,13 @@ func TestReadmeGoSnippetsLiveInExamples(t *testing.T) {
 	}
 }
 
-// normalize drops blank lines and each line's trailing space, so that a
-// snippet may leave out the lines between the parts it shows.
+// normalize drops blank lines and each line's leading and trailing space,
+// so that a snippet may leave out the lines between the parts it shows,
+// and show a part of a function at the indentation of its own.
 func normalize(b []byte) []byte {
 	var out bytes.Buffer
 	for _, line := range strings.Split(string(b), "\n") {
-		if line = strings.TrimRight(line, " \t"); line != "" {
+		if line = strings.TrimSpace(line); line != "" {
 			out.WriteString(line)
 			out.WriteByte('\n')
 		}
