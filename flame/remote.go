@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,9 +89,10 @@ type RemoteBackend struct {
 	// open it in a firewall or network policy, and a host (or ":port" for
 	// every interface) that the runners can reach.
 	Listen string
-	// Advertise is the address runners dial, host:port; default: the
-	// address the listener has. Set it where runners reach the parent by
-	// another address (NAT, a pod's IP, a listener on every interface).
+	// Advertise is the address runners dial, host:port, or a host alone
+	// (the listener's port goes with it); default: the address the
+	// listener has. Set it where runners reach the parent by another
+	// address (NAT, a pod's IP, a listener on every interface).
 	Advertise string
 	// MaxMessageSize caps one message (arguments or result, encoded) in
 	// bytes; default 16 MiB. A larger one fails with ErrTooLarge.
@@ -178,6 +180,9 @@ func (b *RemoteBackend) validate() error {
 	}
 	if b.Advertise != "" {
 		host, port, err := net.SplitHostPort(b.Advertise)
+		if err != nil && !strings.Contains(b.Advertise, ":") || err != nil && net.ParseIP(b.Advertise) != nil {
+			host, port, err = b.Advertise, "", nil // a host alone
+		}
 		switch {
 		case err != nil:
 			return bad("Advertise %q: %v", b.Advertise, err)

@@ -83,6 +83,12 @@ func listen(b *RemoteBackend, log *slog.Logger) (*listener, error) {
 		return nil, fmt.Errorf("flame: RemoteBackend.Listen %q: %w", addr, err)
 	}
 	adv := b.Advertise
+	if adv != "" {
+		if _, _, err := net.SplitHostPort(adv); err != nil { // a host alone: the listener's port
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			adv = net.JoinHostPort(adv, port)
+		}
+	}
 	if adv == "" {
 		adv = ln.Addr().String()
 		if host, _, _ := net.SplitHostPort(adv); net.ParseIP(host).IsUnspecified() {

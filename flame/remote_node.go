@@ -79,7 +79,14 @@ func (b *RemoteBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	case tr = <-authed:
 	case <-inst.Gone():
 		remove()
-		return nil, bootFailed(fmt.Errorf("flame: runner %d exited before its handshake (%v)%s", spec.ID, inst.Err(), mainHint))
+		cause := inst.Err()
+		if cause == nil {
+			cause = errors.New("its launcher gave no reason")
+		}
+		if errors.Is(cause, ErrBootFailed) { // the platform could not start it (an unschedulable pod, an image that cannot be pulled)
+			return nil, fmt.Errorf("flame: runner %d could not start: %w", spec.ID, cause)
+		}
+		return nil, bootFailed(fmt.Errorf("flame: runner %d exited before its handshake (%w)%s", spec.ID, cause, mainHint))
 	case <-ctx.Done():
 		remove()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -228,6 +228,21 @@ func TestRemoteBackendRejectsBadSettingsByName(t *testing.T) {
 	assert.ErrorContains(t, err, "RemoteBackend.Advertise")
 }
 
+// Advertise may name a host alone: runners dial it on the listener's port
+// (a pod's IP, with the listener on every interface).
+func TestRemoteAdvertiseHostAloneTakesTheListenersPort(t *testing.T) {
+	rec := &recLauncher{inner: flame.CommandLauncher{Env: []string{raceQuickExit()}}}
+	be := &flame.RemoteBackend{Launcher: rec, Listen: ":0", Advertise: "127.0.0.1"}
+	p, _ := remotePool(t, flame.Config{Max: 1}, be)
+	_, err := pidFn.Call(context.Background(), p, struct{}{})
+	require.NoError(t, err)
+	_, port, err := net.SplitHostPort(be.ListenAddr())
+	require.NoError(t, err)
+	require.Len(t, rec.launched(), 1)
+	info := decodeParent(t, rec.launched()[0].Env)
+	assert.Equal(t, "tls:"+net.JoinHostPort("127.0.0.1", port), info["conn"])
+}
+
 // hostile is what an attacker on the network does to the listener.
 type hostile struct {
 	name string
@@ -450,6 +465,45 @@ func (i *neverInstance) Remove(context.Context) error {
 	return nil
 }
 
+// unstartable launches instances that the platform reports gone at once,
+// because they cannot start (an unschedulable pod, say).
+type unstartable struct {
+	reason  error
+	removed chan struct{}
+}
+
+func (l *unstartable) Launch(context.Context, flame.LaunchSpec) (flame.Instance, error) {
+	in := &neverInstance{gone: make(chan struct{})}
+	in.once.Do(func() { close(in.gone) })
+	return &unstartableInstance{neverInstance: in, l: l}, nil
+}
+
+type unstartableInstance struct {
+	*neverInstance
+	l *unstartable
+}
+
+func (i *unstartableInstance) Err() error { return i.l.reason }
+func (i *unstartableInstance) Remove(context.Context) error {
+	close(i.l.removed)
+	return nil
+}
+
+// A platform that says a runner cannot start fails its boot at once, with
+// the platform's reason and no hint about flame.Main (the program never
+// ran), and the instance is removed.
+func TestRemoteBootFailsWithThePlatformsReason(t *testing.T) {
+	reason := fmt.Errorf("%w: pod p-1: Unschedulable: 0/1 nodes are available", flame.ErrBootFailed)
+	l := &unstartable{reason: reason, removed: make(chan struct{})}
+	p, _ := remotePool(t, flame.Config{Max: 1, BootTimeout: time.Hour}, &flame.RemoteBackend{Launcher: l})
+	_, err := pidFn.Call(context.Background(), p, struct{}{})
+	require.ErrorIs(t, err, flame.ErrBootFailed)
+	require.ErrorIs(t, err, reason)
+	assert.ErrorContains(t, err, "could not start")
+	assert.NotContains(t, err.Error(), "flame.Main")
+	<-l.removed
+}
+
 // A runner facing a parent with another certificate refuses to talk: it
 // exits, saying so, and the boot fails.
 func TestRemoteRunnerRefusesAParentWithAnotherCertificate(t *testing.T) {
@@ -513,4 +567,20 @@ func TestRemoteRunnerKilledMidCall(t *testing.T) {
 	newPID, err := pidFn.Call(context.Background(), p, struct{}{})
 	require.NoError(t, err)
 	assert.NotEqual(t, pid, newPID)
+}
+
+// decodeParent decodes the FLAME_PARENT of a launch's environment.
+func decodeParent(t *testing.T, env []string) map[string]any {
+	t.Helper()
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "FLAME_PARENT="); ok {
+			b, err := base64.RawURLEncoding.DecodeString(v)
+			require.NoError(t, err)
+			var info map[string]any
+			require.NoError(t, json.Unmarshal(b, &info))
+			return info
+		}
+	}
+	require.FailNow(t, "no FLAME_PARENT in the launch's environment")
+	return nil
 }

@@ -15,14 +15,19 @@ import (
 	"math/big"
 	"os/exec"
 	"strings"
+	"sync"
 )
 
 // Net is a bridge in this namespace and the hosts attached to it.
 type Net struct {
 	Prefix   string // names of everything this Net made start with it
 	ParentIP string // this namespace's address on the bridge
-	Hosts    []Host
+	Hosts    []Host // guarded by mu while Add or Remove may run
 	bridge   string
+	octet    int64
+
+	mu    sync.Mutex
+	added int
 }
 
 // Host is one network namespace attached to the bridge.
@@ -45,7 +50,7 @@ func Available() error {
 }
 
 // New makes a bridge and n hosts on 10.X.0.0/16 (X random): the caller is
-// 10.X.0.1, host i 10.X.0.(i+2). Close removes all of it.
+// 10.X.0.1, the hosts 10.X.0.2 and on. Close removes all of it.
 func New(n int) (_ *Net, err error) {
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -72,33 +77,69 @@ func New(n int) (_ *Net, err error) {
 	if err := ip("link", "set", nt.bridge, "up"); err != nil {
 		return nil, err
 	}
-	for i := range n {
-		h := Host{NS: fmt.Sprintf("%s-h%d", nt.Prefix, i+1), IP: fmt.Sprintf("10.%d.0.%d", octet, i+2), link: fmt.Sprintf("%sa%d", nt.Prefix, i+1)}
-		peer := fmt.Sprintf("%sb%d", nt.Prefix, i+1)
-		nt.Hosts = append(nt.Hosts, h)
-		steps := [][]string{
-			{"netns", "add", h.NS},
-			{"link", "add", h.link, "type", "veth", "peer", "name", peer},
-			{"link", "set", peer, "netns", h.NS},
-			{"link", "set", h.link, "master", nt.bridge},
-			{"link", "set", h.link, "up"},
-			{"-n", h.NS, "addr", "add", h.IP + "/16", "dev", peer},
-			{"-n", h.NS, "link", "set", peer, "up"},
-			{"-n", h.NS, "link", "set", "lo", "up"},
-		}
-		for _, s := range steps {
-			if err := ip(s...); err != nil {
-				return nil, err
-			}
+	nt.octet = octet
+	for range n {
+		if _, err := nt.Add(); err != nil {
+			return nil, err
 		}
 	}
 	return nt, nil
 }
 
+// Add makes one more host, 10.X.i.j on the bridge, and returns it.
+func (n *Net) Add() (Host, error) {
+	n.mu.Lock()
+	n.added++
+	i := n.added
+	n.mu.Unlock()
+	if i > 250*250 {
+		return Host{}, errors.New("testnet: out of addresses")
+	}
+	h := Host{NS: fmt.Sprintf("%s-h%d", n.Prefix, i), IP: fmt.Sprintf("10.%d.%d.%d", n.octet, (i+1)/250, (i+1)%250+1), link: fmt.Sprintf("%sa%d", n.Prefix, i)}
+	peer := fmt.Sprintf("%sb%d", n.Prefix, i)
+	n.mu.Lock()
+	n.Hosts = append(n.Hosts, h)
+	n.mu.Unlock()
+	steps := [][]string{
+		{"netns", "add", h.NS},
+		{"link", "add", h.link, "type", "veth", "peer", "name", peer},
+		{"link", "set", peer, "netns", h.NS},
+		{"link", "set", h.link, "master", n.bridge},
+		{"link", "set", h.link, "up"},
+		{"-n", h.NS, "addr", "add", h.IP + "/16", "dev", peer},
+		{"-n", h.NS, "link", "set", peer, "up"},
+		{"-n", h.NS, "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if err := ip(s...); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
+}
+
+// Remove removes host h (its namespace and link).
+func (n *Net) Remove(h Host) error {
+	n.mu.Lock()
+	for i, x := range n.Hosts {
+		if x.NS == h.NS {
+			n.Hosts = append(n.Hosts[:i], n.Hosts[i+1:]...)
+			break
+		}
+	}
+	n.mu.Unlock()
+	err := ip("netns", "del", h.NS)
+	_ = ip("link", "del", h.link)
+	return err
+}
+
 // Close removes the hosts and the bridge.
 func (n *Net) Close() error {
 	var errs []error
-	for _, h := range n.Hosts {
+	n.mu.Lock()
+	hosts := append([]Host(nil), n.Hosts...)
+	n.mu.Unlock()
+	for _, h := range hosts {
 		if err := ip("netns", "del", h.NS); err != nil && !strings.Contains(err.Error(), "No such file") {
 			errs = append(errs, err)
 		}
