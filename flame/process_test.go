@@ -355,6 +355,24 @@ func TestProcessDeadlineReachesHandler(t *testing.T) {
 	require.True(t, out.HadDeadline, "default Timeout: %+v, %v; want the handler to see Config.Timeout as its deadline", out, err)
 }
 
+// A runner told to stop by its platform (SIGTERM: a pod deleted, a node
+// drained) mid-call fails the call with ErrRunnerDown, not with a
+// cancellation its caller never asked for.
+func TestProcessSIGTERMMidCallGivesRunnerDown(t *testing.T) {
+	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
+	marker := filepath.Join(t.TempDir(), "started")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
+		errc <- err
+	}()
+	pid := waitMarker(t, marker)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
+	err := <-errc
+	require.ErrorIs(t, err, flame.ErrRunnerDown)
+	assert.NotErrorIs(t, err, context.Canceled)
+}
+
 func TestProcessKillMidCallGivesRunnerDownAndPoolRecovers(t *testing.T) {
 	shrunk := make(chan flame.ShrinkEvent, 4)
 	p, _ := procPool(t, flame.Config{Min: 1, Max: 1, OnShrink: func(ev flame.ShrinkEvent) { shrunk <- ev }},

@@ -143,9 +143,11 @@ func (p *Parent) Hello() wire.HelloMsg { return p.hello }
 
 // readControl reads the runner's control frames (pings) until the
 // connection ends: EOF, an error, or no frame for the keepalive timeout.
+// Then the session is over: its lanes are closed too, so that no call
+// waits on a runner that is gone.
 func (p *Parent) readControl() {
 	defer close(p.done)
-	defer p.t.Close()
+	defer p.Close()
 	for {
 		t, _, conn, err := p.t.ReadFrame(helloMax)
 		if err != nil {

@@ -116,7 +116,8 @@ func TestSessionShutdownDrainsThenStops(t *testing.T) {
 	assert.Equal(t, Stopped, <-out)
 }
 
-// Term stops the runner at once: calls are cancelled.
+// Term stops the runner at once: calls are cancelled, and the parent sees
+// the runner go (ErrLost), not a cancellation its caller never asked for.
 func TestSessionTermCancelsCallsAndStops(t *testing.T) {
 	started := make(chan struct{})
 	p, out, term := pair(t, func(ctx context.Context, m wire.CallMsg) ([]byte, *wire.ErrorMsg) {
@@ -124,10 +125,21 @@ func TestSessionTermCancelsCallsAndStops(t *testing.T) {
 		<-ctx.Done()
 		return nil, &wire.ErrorMsg{Code: wire.CodeCanceled, Message: context.Cause(ctx).Error()}
 	})
-	go func() { _, _, _ = p.Call(wire.CallMsg{ID: "block"}, noCancel) }()
+	type reply struct {
+		em  *wire.ErrorMsg
+		err error
+	}
+	replies := make(chan reply, 1)
+	go func() {
+		_, em, err := p.Call(wire.CallMsg{ID: "block"}, noCancel)
+		replies <- reply{em, err}
+	}()
 	<-started
 	close(term)
 	assert.Equal(t, Stopped, <-out)
+	r := <-replies
+	assert.Nil(t, r.em, "the runner replied to a call it cut short")
+	assert.ErrorIs(t, r.err, ErrLost)
 }
 
 // The parent going away (its end closed, or silent past the keepalive

@@ -74,11 +74,12 @@ type runner struct {
 // to stop, the parent is gone, or cfg.Term is closed: it says HELLO and
 // READY, pings every keepalive period, serves each lane the parent opens
 // on a goroutine of its own, and cancels calls on CANCEL. On SHUTDOWN it
-// stops taking calls and returns once every call has had its reply. t is
-// closed when Serve returns.
+// stops taking calls and returns once every call has had its reply. t and
+// every lane are closed when Serve returns.
 func Serve(t RunnerTransport, cfg ServeConfig) Outcome {
 	defer t.Close()
 	r := &runner{t: t, cfg: cfg, lanes: make(map[uint64]*runnerLane)}
+	defer r.closeLanes()
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	defer r.cancel(nil)
 
@@ -212,6 +213,15 @@ func (r *runner) stop(cause error, out Outcome) Outcome {
 	return out
 }
 
+// closeLanes closes every lane: the session is over.
+func (r *runner) closeLanes() {
+	r.lanesMu.Lock()
+	defer r.lanesMu.Unlock()
+	for _, ln := range r.lanes {
+		ln.conn.Close()
+	}
+}
+
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (r *runner) whenIdle() <-chan struct{} {
@@ -304,6 +314,7 @@ func (ln *runnerLane) run(m wire.CallMsg) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
 	ln.mu.Lock()
+	n := ln.calls
 	if ln.canceled >= ln.calls {
 		cancel() // its CANCEL came first
 	}
@@ -315,7 +326,14 @@ func (ln *runnerLane) run(m wire.CallMsg) {
 	res, em := r.cfg.Handle(ctx, m)
 	ln.mu.Lock()
 	ln.cancel = nil
+	byParent := ln.canceled >= n
 	ln.mu.Unlock()
+	if em != nil && r.ctx.Err() != nil && !byParent {
+		// The runner is going down (Term, or the parent is gone) and cut
+		// this call short: no reply, so that the parent reports the runner
+		// down rather than a cancellation its caller never asked for.
+		return
+	}
 	if em != nil {
 		ln.reply(*em)
 		return
