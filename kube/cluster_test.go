@@ -25,29 +25,31 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/goflame/goflame/flame"
-	"github.com/goflame/goflame/internal/testnet"
 	"github.com/goflame/goflame/kube"
-	"github.com/goflame/goflame/kube/internal/testcluster"
-	"github.com/goflame/goflame/kube/internal/testnode"
+	"github.com/goflame/goflame/internal/kubetest"
+	"github.com/goflame/goflame/internal/kubetest/testcluster"
 )
 
 func TestMain(m *testing.M) {
 	flame.Main() // a runner pod is this test binary: it serves and exits here
+	if os.Getenv("GOFLAME_NO_KUBE") != "1" {
+		// Before m.Run, outside the test timeout: the first build takes
+		// minutes. A failure is reported by the first test that needs it.
+		_ = testcluster.Build()
+	}
 	code := m.Run()
 	if theEnv != nil {
-		theEnv.stop()
+		theEnv.Stop()
 	}
 	os.Exit(code)
 }
 
 // env is the control plane, the node that runs its pods, and the network
-// the pods live on; started once, by the first test that needs it.
+// the pods live on, started once by the first test that needs it; log has
+// the node's and the pods' output.
 type env struct {
-	c    *testcluster.Cluster
-	node *testnode.Node
-	net  *testnet.Net
-	log  *ring // the node's and the pods' output
-	dir  string
+	*kubetest.Env
+	log *ring
 }
 
 var (
@@ -64,7 +66,13 @@ func cluster(t *testing.T) *env {
 	if os.Getenv("GOFLAME_NO_KUBE") == "1" {
 		t.Skip("GOFLAME_NO_KUBE=1: no Kubernetes control plane")
 	}
-	envOnce.Do(func() { theEnv, envErr = startEnv() })
+	envOnce.Do(func() {
+		log := &ring{max: 60}
+		var e *kubetest.Env
+		if e, envErr = kubetest.Start(log.printf); envErr == nil {
+			theEnv = &env{Env: e, log: log}
+		}
+	})
 	require.NoError(t, envErr)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -72,55 +80,6 @@ func cluster(t *testing.T) *env {
 		}
 	})
 	return theEnv
-}
-
-func startEnv() (_ *env, err error) {
-	if err := testnet.Available(); err != nil {
-		return nil, fmt.Errorf("the pods need network namespaces (root and iproute2): %w", err)
-	}
-	if _, err := testcluster.BinDir(); err != nil {
-		return nil, err
-	}
-	e := &env{log: &ring{max: 60}}
-	defer func() {
-		if err != nil {
-			e.stop()
-		}
-	}()
-	if e.dir, err = os.MkdirTemp("", "goflame-kube-test-"); err != nil {
-		return nil, err
-	}
-	if e.net, err = testnet.New(0); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if e.c, err = testcluster.Start(ctx, e.dir); err != nil {
-		return nil, err
-	}
-	if e.node, err = testnode.Start(ctx, e.c.Admin, "goflame-node", e.net, e.log.printf); err != nil {
-		return nil, err
-	}
-	// This process plays the parent pod: the runners dial it here.
-	if err := os.Setenv("POD_IP", e.net.ParentIP); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
-func (e *env) stop() {
-	if e.node != nil {
-		e.node.Stop()
-	}
-	if e.c != nil {
-		e.c.Stop()
-	}
-	if e.net != nil {
-		_ = e.net.Close()
-	}
-	if e.dir != "" {
-		_ = os.RemoveAll(e.dir)
-	}
 }
 
 // app is one test's application: a namespace with the README's RBAC, a
@@ -149,38 +108,20 @@ func newApp(t *testing.T, cfg flame.Config, o appOpts) *app {
 	e := cluster(t)
 	ctx := context.Background()
 	a := &app{e: e, ns: namespaceFor(t), logs: &ring{max: 60}}
-	require.NoError(t, e.c.Namespace(ctx, a.ns))
-	applyRBAC(t, e.c.Admin, a.ns)
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	grace := int64(5)
-	a.parent, err = e.c.Admin.CoreV1().Pods(a.ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{testnode.AnnotationExternal: ""}},
-		Spec: corev1.PodSpec{
-			ServiceAccountName:            "goflame",
-			TerminationGracePeriodSeconds: &grace,
-			Containers: []corev1.Container{{
-				Name: "app", Image: "goflame.test/app:dev", Command: []string{exe},
-				Ports: []corev1.ContainerPort{{Name: "flame", ContainerPort: 7300}},
-				Env: []corev1.EnvVar{
-					{Name: "GORACE", Value: "atexit_sleep_ms=0"},
-					fieldEnv("POD_NAME", "metadata.name"),
-					fieldEnv("POD_NAMESPACE", "metadata.namespace"),
-					fieldEnv("POD_IP", "status.podIP"),
-				},
-			}},
-		},
-	}, metav1.CreateOptions{})
+	require.NoError(t, e.Cluster.Namespace(ctx, a.ns))
+	applyRBAC(t, e.Cluster.Admin, a.ns)
+	var err error
+	a.parent, err = e.ParentPod(ctx, a.ns, "app", "goflame")
 	require.NoError(t, err)
 	account := o.account
 	if account == "" {
 		account = "goflame"
 	}
-	require.NoError(t, e.c.ServiceAccount(ctx, a.ns, account))
+	require.NoError(t, e.Cluster.ServiceAccount(ctx, a.ns, account))
 	if o.setup != nil {
 		o.setup(e, a.ns)
 	}
-	client, err := e.c.As(ctx, a.ns, account)
+	client, err := e.Cluster.As(ctx, a.ns, account)
 	require.NoError(t, err)
 	a.launcher = &kube.Launcher{Client: client, PodName: "app", Namespace: a.ns}
 	if o.launcher != nil {
@@ -211,7 +152,7 @@ func newApp(t *testing.T, cfg flame.Config, o appOpts) *app {
 			t.Logf("the pool's log, last lines:\n%s", a.logs)
 		}
 		zero := int64(0) // leave nothing for the next test, whatever happened
-		_ = e.c.Admin.CoreV1().Pods(a.ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+		_ = e.Cluster.Admin.CoreV1().Pods(a.ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
 	})
 	return a
 }
@@ -219,7 +160,7 @@ func newApp(t *testing.T, cfg flame.Config, o appOpts) *app {
 // runnerPods lists the app's runner pods, by the launcher's labels.
 func (a *app) runnerPods(t *testing.T) []corev1.Pod {
 	t.Helper()
-	list, err := a.e.c.Admin.CoreV1().Pods(a.ns).List(context.Background(), metav1.ListOptions{LabelSelector: kube.LabelParent + "=app"})
+	list, err := a.e.Cluster.Admin.CoreV1().Pods(a.ns).List(context.Background(), metav1.ListOptions{LabelSelector: kube.LabelParent + "=app"})
 	require.NoError(t, err)
 	return list.Items
 }
@@ -234,9 +175,6 @@ func (a *app) runnerPodNames(t *testing.T) []string {
 	return names
 }
 
-func fieldEnv(name, path string) corev1.EnvVar {
-	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-}
 
 // namespaceFor names a test's namespace after the test.
 func namespaceFor(t *testing.T) string {

@@ -23,7 +23,7 @@ import (
 
 	"github.com/goflame/goflame/flame"
 	"github.com/goflame/goflame/kube"
-	"github.com/goflame/goflame/kube/internal/testnode"
+	"github.com/goflame/goflame/internal/kubetest/testnode"
 )
 
 // whereOut says where a function ran: the runner's pod (its downward-API
@@ -87,7 +87,7 @@ func TestPodRunnersServeCallsCastsAndChildren(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(out.Pod, "kube-runner-1-"), "the runner's POD_NAME is its own pod's: %q", out.Pod)
 	assert.Equal(t, a.ns, out.Namespace)
-	assert.NotEqual(t, a.e.net.ParentIP, out.IP, "the runner has a pod IP of its own")
+	assert.NotEqual(t, a.e.Net.ParentIP, out.IP, "the runner has a pod IP of its own")
 	assert.NotEqual(t, os.Getpid(), out.PID)
 
 	marker := filepath.Join(t.TempDir(), "cast")
@@ -161,7 +161,7 @@ func TestPoolScalesFromZeroToNPodsAndBack(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return len(a.runnerPodNames(t)) == 0 }, time.Minute, 50*time.Millisecond,
 		"the idle runners' pods are not deleted")
-	require.Eventually(t, func() bool { return a.e.node.Running() == 0 }, time.Minute, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return a.e.Node.Running() == 0 }, time.Minute, 20*time.Millisecond,
 		"runner processes still run")
 	assert.Empty(t, a.backend.ListenAddr(), "the listener is closed with no runner")
 }
@@ -177,7 +177,7 @@ func TestPodDeletedMidCallIsRunnerDown(t *testing.T) {
 		errc <- err
 	}()
 	pod := waitMarker(t, marker)
-	require.NoError(t, a.e.c.Admin.CoreV1().Pods(a.ns).Delete(context.Background(), pod, metav1.DeleteOptions{}))
+	require.NoError(t, a.e.Cluster.Admin.CoreV1().Pods(a.ns).Delete(context.Background(), pod, metav1.DeleteOptions{}))
 	var err error
 	select {
 	case err = <-errc:
@@ -207,7 +207,7 @@ func TestOOMKilledReachesTheCaller(t *testing.T) {
 		errc <- err
 	}()
 	pod := waitMarker(t, marker)
-	require.NoError(t, a.e.node.OOMKill(a.ns, pod))
+	require.NoError(t, a.e.Node.OOMKill(a.ns, pod))
 	err := <-errc
 	require.ErrorIs(t, err, flame.ErrRunnerDown)
 	assert.ErrorContains(t, err, "OOMKilled")
@@ -275,13 +275,13 @@ func TestParentPodDeletedRunnerPodsAreCollected(t *testing.T) {
 		require.NoError(t, err)
 		defer child.Stop()
 		pod := waitMarker(t, marker)
-		pid := a.e.node.Pid(a.ns, pod)
+		pid := a.e.Node.Pid(a.ns, pod)
 		require.NotZero(t, pid)
 		pids = append(pids, pid)
 	}
 	require.Len(t, a.runnerPodNames(t), 2)
 	zero := int64(0)
-	require.NoError(t, a.e.c.Admin.CoreV1().Pods(a.ns).Delete(context.Background(), "app", metav1.DeleteOptions{GracePeriodSeconds: &zero}))
+	require.NoError(t, a.e.Cluster.Admin.CoreV1().Pods(a.ns).Delete(context.Background(), "app", metav1.DeleteOptions{GracePeriodSeconds: &zero}))
 	require.Eventually(t, func() bool { return len(a.runnerPodNames(t)) == 0 }, time.Minute, 50*time.Millisecond,
 		"the garbage collector did not delete the runner pods")
 	for _, pid := range pids {
@@ -297,7 +297,7 @@ func TestCloseLeavesNoPod(t *testing.T) {
 	require.Len(t, a.runnerPodNames(t), 2)
 	require.NoError(t, a.pool.Close(context.Background()))
 	assert.Empty(t, a.runnerPodNames(t), "pods outlived Close")
-	assert.Equal(t, 0, a.e.node.Running(), "runner processes outlived Close")
+	assert.Equal(t, 0, a.e.Node.Running(), "runner processes outlived Close")
 }
 
 // A launcher whose account lacks a permission of the Role fails the boot
@@ -332,12 +332,12 @@ func grantPods(t *testing.T, e *env, ns, name string, verbs []string) {
 		return
 	}
 	ctx := context.Background()
-	_, err := e.c.Admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+	_, err := e.Cluster.Admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: verbs}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = e.c.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+	_, err = e.Cluster.Admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
