@@ -25,9 +25,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/goflame/goflame/flame"
-	"github.com/goflame/goflame/kube"
 	"github.com/goflame/goflame/internal/kubetest"
 	"github.com/goflame/goflame/internal/kubetest/testcluster"
+	"github.com/goflame/goflame/kube"
 )
 
 func TestMain(m *testing.M) {
@@ -174,7 +174,6 @@ func (a *app) runnerPodNames(t *testing.T) []string {
 	}
 	return names
 }
-
 
 // namespaceFor names a test's namespace after the test.
 func namespaceFor(t *testing.T) string {

@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/goflame/goflame/flame"
-	"github.com/goflame/goflame/kube"
 	"github.com/goflame/goflame/internal/kubetest/testnode"
+	"github.com/goflame/goflame/kube"
 )
 
 // whereOut says where a function ran: the runner's pod (its downward-API
