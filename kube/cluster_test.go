@@ -99,6 +99,7 @@ type appOpts struct {
 	account  string                  // the launcher's service account; default "goflame", bound by deploy/rbac.yaml
 	setup    func(e *env, ns string) // runs once the namespace is there
 	launcher func(*kube.Launcher)    // edits the launcher
+	parent   func(*corev1.Pod)       // edits the parent pod
 }
 
 // newApp makes an app in a namespace of its own. At cleanup the pool is
@@ -110,17 +111,17 @@ func newApp(t *testing.T, cfg flame.Config, o appOpts) *app {
 	a := &app{e: e, ns: namespaceFor(t), logs: &ring{max: 60}}
 	require.NoError(t, e.Cluster.Namespace(ctx, a.ns))
 	applyRBAC(t, e.Cluster.Admin, a.ns)
+	if o.setup != nil {
+		o.setup(e, a.ns)
+	}
 	var err error
-	a.parent, err = e.ParentPod(ctx, a.ns, "app", "goflame")
+	a.parent, err = e.ParentPod(ctx, a.ns, "app", "goflame", o.parent)
 	require.NoError(t, err)
 	account := o.account
 	if account == "" {
 		account = "goflame"
 	}
 	require.NoError(t, e.Cluster.ServiceAccount(ctx, a.ns, account))
-	if o.setup != nil {
-		o.setup(e, a.ns)
-	}
 	client, err := e.Cluster.As(ctx, a.ns, account)
 	require.NoError(t, err)
 	a.launcher = &kube.Launcher{Client: client, PodName: "app", Namespace: a.ns}

@@ -142,13 +142,18 @@ func (l *Launcher) parentPod(ctx context.Context) (*corev1.Pod, error) {
 	return p, nil
 }
 
-// apiError explains a failed API request. Forbidden (RBAC) and invalid
-// requests cannot succeed on a retry: they match flame.ErrBootFailed.
+// apiError explains a failed API request. A request that cannot succeed
+// on a retry (RBAC, admission, an invalid pod) matches flame.ErrBootFailed;
+// an exceeded quota may clear as pods end, and does not.
 func apiError(err error, verb, resource, ns string) error {
 	switch {
-	case apierrors.IsForbidden(err):
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot "+verb+" resource"):
 		return fmt.Errorf("%w: kube: not allowed to %s %s in namespace %q: grant the launcher's service account the Role in kube/deploy/rbac.yaml: %w",
 			flame.ErrBootFailed, verb, resource, ns, err)
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
+		return fmt.Errorf("kube: %s %s in namespace %q: %w", verb, resource, ns, err)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("%w: kube: %s %s in namespace %q: refused (an admission policy such as Pod Security?): %w", flame.ErrBootFailed, verb, resource, ns, err)
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsNotFound(err) && verb == "get":
 		return fmt.Errorf("%w: kube: %s %s in namespace %q: %w", flame.ErrBootFailed, verb, resource, ns, err)
 	}

@@ -79,7 +79,7 @@ func setup() (*bench, error) {
 		env.Stop()
 		return nil, err
 	}
-	if _, err := env.ParentPod(ctx, ns, "app", "default"); err != nil {
+	if _, err := env.ParentPod(ctx, ns, "app", "default", nil); err != nil {
 		env.Stop()
 		return nil, err
 	}

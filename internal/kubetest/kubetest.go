@@ -88,14 +88,15 @@ func (e *Env) Stop() {
 // one container, "app", runs this program, with the downward-API
 // environment of the README's manifest (POD_NAME, POD_NAMESPACE, POD_IP)
 // and a five-second termination grace period: a runner pod copied from it
-// runs this program too.
-func (e *Env) ParentPod(ctx context.Context, ns, name, account string) (*corev1.Pod, error) {
+// runs this program too. edit, if not nil, edits the pod before it is
+// created.
+func (e *Env) ParentPod(ctx context.Context, ns, name, account string, edit func(*corev1.Pod)) (*corev1.Pod, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	grace := int64(5)
-	return e.Cluster.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{testnode.AnnotationExternal: ""}},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:            account,
@@ -111,7 +112,11 @@ func (e *Env) ParentPod(ctx context.Context, ns, name, account string) (*corev1.
 				},
 			}},
 		},
-	}, metav1.CreateOptions{})
+	}
+	if edit != nil {
+		edit(pod)
+	}
+	return e.Cluster.Admin.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 }
 
 func fieldEnv(name, path string) corev1.EnvVar {
