@@ -194,3 +194,36 @@ func TestNewBackendNeedsThePodIP(t *testing.T) {
 	assert.Equal(t, ":7300", be.Listen)
 	assert.Equal(t, "10.1.2.3", be.Advertise)
 }
+
+// A pod deleted by someone else is gone at once, "deleted", with who took
+// it away when the cluster says; the pool's own deletion is not news.
+func TestInstanceSeesDeletionByOthers(t *testing.T) {
+	now := metav1.Now()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", DeletionTimestamp: &now}, Status: corev1.PodStatus{
+		Phase: corev1.PodRunning,
+		Conditions: []corev1.PodCondition{{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+			Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting"}},
+	}}
+	in := &instance{name: "p", gone: make(chan struct{}), deleted: make(chan struct{})}
+	in.observe(pod, false)
+	var gone *PodGoneError
+	require.ErrorAs(t, in.Err(), &gone)
+	assert.Equal(t, "deleted", gone.Reason)
+	assert.Contains(t, gone.Message, "EvictionByEvictionAPI")
+	select {
+	case <-in.Gone():
+	default:
+		assert.Fail(t, "Gone is not closed")
+	}
+
+	ours := &instance{name: "p", gone: make(chan struct{}), deleted: make(chan struct{}), removing: true}
+	ours.observe(pod, false)
+	assert.NoError(t, ours.Err(), "the pool's own deletion is not a runner going down")
+	ours.observe(pod, true)
+	assert.Error(t, ours.Err())
+	select {
+	case <-ours.deleted:
+	default:
+		assert.Fail(t, "deleted is not closed once the pod is gone")
+	}
+}

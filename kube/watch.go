@@ -146,7 +146,11 @@ func (in *instance) observe(pod *corev1.Pod, deleted bool) {
 		return
 	}
 	if pod.DeletionTimestamp != nil && !in.removing {
-		in.goneLocked(&PodGoneError{Pod: pod.Name, Reason: "deleted", Message: "deleted by someone else"})
+		msg := "deleted by someone else"
+		if c := disruption(pod); c != nil { // an eviction, a preemption, a tainted node
+			msg += " (" + c.Reason + ": " + c.Message + ")"
+		}
+		in.goneLocked(&PodGoneError{Pod: pod.Name, Reason: "deleted", Message: msg})
 	}
 }
 
@@ -177,10 +181,8 @@ func podEnded(pod *corev1.Pod) error {
 				}
 			}
 		}
-		for _, c := range pod.Status.Conditions {
-			if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
-				e.Message = strings.TrimSpace(e.Message + " (" + c.Reason + ": " + c.Message + ")")
-			}
+		if c := disruption(pod); c != nil {
+			e.Message = strings.TrimSpace(e.Message + " (" + c.Reason + ": " + c.Message + ")")
 		}
 		if e.Reason == "" {
 			e.Reason = string(pod.Status.Phase)
@@ -195,6 +197,18 @@ func podEnded(pod *corev1.Pod) error {
 	for _, cs := range pod.Status.ContainerStatuses {
 		if w := cs.State.Waiting; w != nil && cannotStart[w.Reason] {
 			return fmt.Errorf("%w: %w", flame.ErrBootFailed, &PodGoneError{Pod: pod.Name, Reason: w.Reason, Message: w.Message})
+		}
+	}
+	return nil
+}
+
+// disruption is the pod's DisruptionTarget condition, which says who is
+// taking the pod away (EvictionByEvictionAPI, PreemptionByScheduler,
+// DeletionByTaintManager, TerminationByKubelet, ...), or nil.
+func disruption(pod *corev1.Pod) *corev1.PodCondition {
+	for i, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			return &pod.Status.Conditions[i]
 		}
 	}
 	return nil
