@@ -14,23 +14,25 @@ import (
 )
 
 // Every Go snippet in the README compiles, because each one is the text of
-// a program under examples/ (which the build and its tests compile and
-// run): a snippet that drifts from its program fails here.
+// a program under examples/ or kube/examples/ (which the build and its
+// tests compile): a snippet that drifts from its program fails here.
 func TestReadmeGoSnippetsLiveInExamples(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	var sources [][]byte
-	err = filepath.WalkDir("examples", func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
+	for _, dir := range []string{"examples", "kube/examples"} {
+		err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				sources = append(sources, normalize(b))
 			}
-			sources = append(sources, normalize(b))
-		}
-		return err
-	})
-	require.NoError(t, err)
+			return err
+		})
+		require.NoError(t, err)
+	}
 	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllSubmatch(readme, -1)
 	require.NotEmpty(t, blocks, "no Go snippets in README.md")
 	for i, b := range blocks {
@@ -42,7 +44,7 @@ func TestReadmeGoSnippetsLiveInExamples(t *testing.T) {
 				break
 			}
 		}
-		assert.True(t, found, "README Go snippet %d is not the text of any program under examples/:\n%s", i+1, b[1])
+		assert.True(t, found, "README Go snippet %d is not the text of any program under examples/ or kube/examples/:\n%s", i+1, b[1])
 	}
 }
 

@@ -74,6 +74,11 @@ type Launcher struct {
 	// (SIGTERM, then SIGKILL); default: the copied pod's own
 	// (terminationGracePeriodSeconds, 30 s by default).
 	GracePeriod *time.Duration
+	// AwaitScaleUp leaves a pod that the scheduler cannot place pending
+	// until the boot times out, for clusters whose node autoscaler adds a
+	// node for pending pods. By default such a pod fails its boot at once,
+	// with the scheduler's message.
+	AwaitScaleUp bool
 	// MountServiceAccountToken gives runner pods the service account's API
 	// token. By default they run as the parent's service account (for
 	// workload identity and image pull secrets) without its token: runners

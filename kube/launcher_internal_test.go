@@ -152,7 +152,7 @@ func TestPodEndedReadsThePlatformsReason(t *testing.T) {
 		}}}, "", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := podEnded(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: tc.status})
+			err := podEnded(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: tc.status}, false)
 			if tc.reason == "" {
 				assert.NoError(t, err)
 				return
@@ -169,6 +169,15 @@ func TestPodEndedReadsThePlatformsReason(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With AwaitScaleUp, a pod the scheduler cannot place yet may still run:
+// a node autoscaler adds a node for it.
+func TestAwaitScaleUpKeepsUnschedulablePodsPending(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{Phase: corev1.PodPending,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable"}}}}
+	assert.ErrorIs(t, podEnded(pod, false), flame.ErrBootFailed)
+	assert.NoError(t, podEnded(pod, true))
 }
 
 // Names from a pool or a pod become valid label values and pod names.

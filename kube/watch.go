@@ -141,7 +141,7 @@ func (in *instance) observe(pod *corev1.Pod, deleted bool) {
 		}
 		return
 	}
-	if err := podEnded(pod); err != nil {
+	if err := podEnded(pod, in.l != nil && in.l.AwaitScaleUp); err != nil {
 		in.goneLocked(err)
 		return
 	}
@@ -165,8 +165,9 @@ func (in *instance) goneLocked(err error) {
 
 // podEnded says why a pod has ended or cannot start, or nil while it may
 // still run. A pod that cannot start is a boot failure that retrying
-// cannot fix (flame.ErrBootFailed).
-func podEnded(pod *corev1.Pod) error {
+// cannot fix (flame.ErrBootFailed); with awaitScaleUp, one that cannot be
+// scheduled may yet be, once a node is added.
+func podEnded(pod *corev1.Pod, awaitScaleUp bool) error {
 	switch pod.Status.Phase {
 	case corev1.PodFailed, corev1.PodSucceeded:
 		e := &PodGoneError{Pod: pod.Name, Reason: pod.Status.Reason, Message: pod.Status.Message}
@@ -190,7 +191,7 @@ func podEnded(pod *corev1.Pod) error {
 		return e
 	}
 	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable && !awaitScaleUp {
 			return fmt.Errorf("%w: %w", flame.ErrBootFailed, &PodGoneError{Pod: pod.Name, Reason: c.Reason, Message: c.Message})
 		}
 	}
