@@ -84,7 +84,8 @@ type Launcher struct {
 	// workload identity and image pull secrets) without its token: runners
 	// never talk to the API, and the account may create pods.
 	MountServiceAccountToken bool
-	// EditPod, if set, edits each runner pod before it is created.
+	// EditPod, if set, edits each runner pod before it is created. It may
+	// change anything but the namespace and the goflame.dev/parent label.
 	EditPod func(*corev1.Pod)
 
 	parentMu sync.Mutex
@@ -316,6 +317,10 @@ func (l *Launcher) runnerPod(parent *corev1.Pod, spec flame.LaunchSpec) (*corev1
 	}
 	if l.EditPod != nil {
 		l.EditPod(pod)
+		// The watch follows the pod by namespace and the parent label.
+		if pod.Namespace != ns || pod.Labels[LabelParent] != labels[LabelParent] {
+			return nil, fmt.Errorf("%w: kube.Launcher.EditPod changed the pod's namespace or its %s label, by which the launcher follows it", flame.ErrBootFailed, LabelParent)
+		}
 	}
 	return pod, nil
 }

@@ -115,6 +115,9 @@ func TestRunnerPodOptions(t *testing.T) {
 	assert.Equal(t, "proxy:1", pod.Spec.Containers[0].Image, "the first container by default")
 	assert.Empty(t, pod.OwnerReferences)
 
+	_, err = (&Launcher{EditPod: func(p *corev1.Pod) { p.Namespace = "elsewhere" }}).runnerPod(parentPod(), spec)
+	assert.ErrorIs(t, err, flame.ErrBootFailed, "a pod the watch would not see")
+
 	_, err = (&Launcher{Container: "nope"}).runnerPod(parentPod(), spec)
 	assert.ErrorIs(t, err, flame.ErrBootFailed)
 	assert.ErrorContains(t, err, `"nope"`)
