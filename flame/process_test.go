@@ -233,6 +233,20 @@ func gone(pid int) bool {
 	return !ok || st.state == "Z" || st.state == "X"
 }
 
+// blockInBackground starts a call that holds its slot for a minute, and
+// returns its runner's pid once the handler runs, and the call's error
+// when it returns.
+func blockInBackground(t *testing.T, p *flame.Pool) (int, <-chan error) {
+	t.Helper()
+	marker := filepath.Join(t.TempDir(), "started")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
+		errc <- err
+	}()
+	return waitMarker(t, marker), errc
+}
+
 func waitNoChildren(t *testing.T, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -360,13 +374,7 @@ func TestProcessDeadlineReachesHandler(t *testing.T) {
 // cancellation its caller never asked for.
 func TestProcessSIGTERMMidCallGivesRunnerDown(t *testing.T) {
 	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
-	marker := filepath.Join(t.TempDir(), "started")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
-		errc <- err
-	}()
-	pid := waitMarker(t, marker)
+	pid, errc := blockInBackground(t, p)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
 	err := <-errc
 	require.ErrorIs(t, err, flame.ErrRunnerDown)
@@ -377,13 +385,7 @@ func TestProcessKillMidCallGivesRunnerDownAndPoolRecovers(t *testing.T) {
 	shrunk := make(chan flame.ShrinkEvent, 4)
 	p, _ := procPool(t, flame.Config{Min: 1, Max: 1, OnShrink: func(ev flame.ShrinkEvent) { shrunk <- ev }},
 		flame.ProcessBackend{})
-	marker := filepath.Join(t.TempDir(), "started")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
-		errc <- err
-	}()
-	pid := waitMarker(t, marker)
+	pid, errc := blockInBackground(t, p)
 	killed := time.Now()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	var err error
@@ -421,13 +423,7 @@ func TestProcessKillMidCallGivesRunnerDownAndPoolRecovers(t *testing.T) {
 func TestProcessRetryAfterRunnerDownNeverReachesTheDeadRunner(t *testing.T) {
 	p, _ := procPool(t, flame.Config{Min: 1, Max: 2, MaxConcurrency: 8}, flame.ProcessBackend{})
 	for round := range 3 {
-		marker := filepath.Join(t.TempDir(), "started")
-		errc := make(chan error, 1)
-		go func() {
-			_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
-			errc <- err
-		}()
-		pid := waitMarker(t, marker)
+		pid, errc := blockInBackground(t, p)
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 		err := <-errc
 		require.ErrorIs(t, err, flame.ErrRunnerDown, "round %d: err = %v; want ErrRunnerDown", round, err)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,13 +170,7 @@ func TestRemotePartitionMidCall(t *testing.T) {
 	nt := hosts(t, 2)
 	be := &flame.RemoteBackend{Listen: nt.ParentIP + ":0", Launcher: &hostLauncher{nt: nt, detached: true}, KeepAlive: 250 * time.Millisecond}
 	p, _ := remotePool(t, flame.Config{Max: 1, MaxConcurrency: 1, ShutdownTimeout: 10 * time.Second}, be)
-	marker := filepath.Join(t.TempDir(), "started")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
-		errc <- err
-	}()
-	pid := waitMarker(t, marker)
+	pid, errc := blockInBackground(t, p)
 	cut := time.Now()
 	require.NoError(t, nt.Hosts[0].Cut()) // the first runner went to host 1
 	select {

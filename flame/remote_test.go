@@ -551,13 +551,7 @@ func TestRemoteRunnerThatCannotReachItsParentExits(t *testing.T) {
 // the platform's reason, the instance is removed, and the pool recovers.
 func TestRemoteRunnerKilledMidCall(t *testing.T) {
 	p, _ := remotePool(t, flame.Config{Min: 1, Max: 1}, &flame.RemoteBackend{})
-	marker := filepath.Join(t.TempDir(), "started")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := blockFn.Call(context.Background(), p, blockIn{Marker: marker, For: time.Minute})
-		errc <- err
-	}()
-	pid := waitMarker(t, marker)
+	pid, errc := blockInBackground(t, p)
 	killed := time.Now()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	err := <-errc

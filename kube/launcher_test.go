@@ -78,6 +78,20 @@ func waitMarker(t *testing.T, path string) string {
 	return pod
 }
 
+// holdInBackground starts a call that holds its slot, and returns its
+// runner's pod once the handler runs, and the call's error when it
+// returns.
+func holdInBackground(t *testing.T, a *app) (string, <-chan error) {
+	t.Helper()
+	marker := filepath.Join(t.TempDir(), "started")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := holdFn.Call(context.Background(), a.pool, holdIn{Marker: marker, For: time.Hour})
+		errc <- err
+	}()
+	return waitMarker(t, marker), errc
+}
+
 // Calls, casts and children run on runner pods copied from the parent
 // pod, each with the downward-API environment of its own pod.
 func TestPodRunnersServeCallsCastsAndChildren(t *testing.T) {
@@ -170,13 +184,7 @@ func TestPoolScalesFromZeroToNPodsAndBack(t *testing.T) {
 // with ErrRunnerDown, saying the pod was deleted; the pool boots another.
 func TestPodDeletedMidCallIsRunnerDown(t *testing.T) {
 	a := newApp(t, flame.Config{Max: 1}, appOpts{})
-	marker := filepath.Join(t.TempDir(), "started")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := holdFn.Call(context.Background(), a.pool, holdIn{Marker: marker, For: time.Hour})
-		errc <- err
-	}()
-	pod := waitMarker(t, marker)
+	pod, errc := holdInBackground(t, a)
 	require.NoError(t, a.e.Cluster.Admin.CoreV1().Pods(a.ns).Delete(context.Background(), pod, metav1.DeleteOptions{}))
 	var err error
 	select {
@@ -200,13 +208,7 @@ func TestPodDeletedMidCallIsRunnerDown(t *testing.T) {
 // the reason the platform gave: OOMKilled, exit code 137.
 func TestOOMKilledReachesTheCaller(t *testing.T) {
 	a := newApp(t, flame.Config{Max: 1}, appOpts{})
-	marker := filepath.Join(t.TempDir(), "started")
-	errc := make(chan error, 1)
-	go func() {
-		_, err := holdFn.Call(context.Background(), a.pool, holdIn{Marker: marker, For: time.Hour})
-		errc <- err
-	}()
-	pod := waitMarker(t, marker)
+	pod, errc := holdInBackground(t, a)
 	require.NoError(t, a.e.Node.OOMKill(a.ns, pod))
 	err := <-errc
 	require.ErrorIs(t, err, flame.ErrRunnerDown)

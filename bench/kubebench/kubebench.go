@@ -23,9 +23,9 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/goflame/goflame/bench/internal/measure"
 	"github.com/goflame/goflame/flame"
 	"github.com/goflame/goflame/internal/kubetest"
 	"github.com/goflame/goflame/kube"
@@ -41,7 +41,7 @@ func main() {
 	flag.Parse()
 
 	fmt.Printf("goflame runners as Kubernetes pods: %s, GOMAXPROCS %d, %s/%s, %s\n\n", runtime.Version(), runtime.GOMAXPROCS(0),
-		runtime.GOOS, runtime.GOARCH, cpuModel())
+		runtime.GOOS, runtime.GOARCH, measure.CPUModel())
 	b, err := setup()
 	check(err)
 	defer b.close()
@@ -54,7 +54,7 @@ func main() {
 	check(p.Close(context.Background()))
 	fmt.Printf("%-28s %12s %12s\n", "", "p50", "p99")
 	row := func(name string, ts []time.Duration, round time.Duration) {
-		fmt.Printf("%-28s %12v %12v\n", name, pct(ts, 50).Round(round), pct(ts, 99).Round(round))
+		fmt.Printf("%-28s %12v %12v\n", name, measure.Pct(ts, 50).Round(round), measure.Pct(ts, 99).Round(round))
 	}
 	row(fmt.Sprintf("boot, create to READY (%d)", len(boot)), boot, 100*time.Microsecond)
 	row("stop, until the pod is gone", stop, 100*time.Microsecond)
@@ -142,44 +142,10 @@ func (b *bench) pool() (*flame.Pool, error) {
 // latencies makes n sequential small calls, after a warm-up, and returns
 // their round trips, sorted.
 func latencies(p *flame.Pool, n int) ([]time.Duration, error) {
-	ctx := context.Background()
-	for i := range 500 {
-		if _, err := incr.Call(ctx, p, i); err != nil {
-			return nil, err
-		}
-	}
-	ts := make([]time.Duration, n)
-	for i := range ts {
-		start := time.Now()
-		if _, err := incr.Call(ctx, p, i); err != nil {
-			return nil, err
-		}
-		ts[i] = time.Since(start)
-	}
-	slices.Sort(ts)
-	return ts, nil
-}
-
-// pct is the p-th percentile of sorted.
-func pct(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := (len(sorted)*p + 99) / 100
-	return sorted[min(max(i-1, 0), len(sorted)-1)]
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
+	return measure.Sequential(n, 500, func(i int) error {
+		_, err := incr.Call(context.Background(), p, i)
+		return err
+	})
 }
 
 func check(err error) {

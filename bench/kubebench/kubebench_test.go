@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/goflame/goflame/bench/internal/measure"
 	"github.com/goflame/goflame/flame"
 	"github.com/goflame/goflame/internal/kubetest/testcluster"
 )
@@ -82,6 +83,6 @@ func BenchmarkPodRoundTrip(b *testing.B) {
 func reportPercentiles(b *testing.B, ts []time.Duration, unit time.Duration, name string) {
 	sorted := append([]time.Duration(nil), ts...)
 	slices.Sort(sorted)
-	b.ReportMetric(float64(pct(sorted, 50))/float64(unit), "p50-"+name)
-	b.ReportMetric(float64(pct(sorted, 99))/float64(unit), "p99-"+name)
+	b.ReportMetric(float64(measure.Pct(sorted, 50))/float64(unit), "p50-"+name)
+	b.ReportMetric(float64(measure.Pct(sorted, 99))/float64(unit), "p99-"+name)
 }

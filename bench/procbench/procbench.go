@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/goflame/goflame/bench/internal/measure"
 	"github.com/goflame/goflame/flame"
 )
 
@@ -49,7 +50,7 @@ func main() {
 	}
 
 	fmt.Printf("goflame runners in other processes: %s, GOMAXPROCS %d (runners: %s), %s/%s, %s\n\n", runtime.Version(), runtime.GOMAXPROCS(0),
-		procsOf(*runnerProcs), runtime.GOOS, runtime.GOARCH, cpuModel())
+		procsOf(*runnerProcs), runtime.GOOS, runtime.GOARCH, measure.CPUModel())
 	ts, err := transports(*which)
 	check(err)
 	defer func() {
@@ -76,24 +77,10 @@ func main() {
 			rates = append(rates, fmt.Sprintf("%7.0f/s %3.0fµs", float64(n)/el.Seconds(), float64(cpu.Nanoseconds())/1000/float64(n)))
 		}
 		check(p.Close(context.Background()))
-		fmt.Printf("%-13s %9v / %-9v %10v / %-10v %s\n", t.name, pct(bt, 50).Round(10*time.Microsecond), pct(bt, 99).Round(10*time.Microsecond),
-			pct(lat, 50).Round(100*time.Nanosecond), pct(lat, 99).Round(100*time.Nanosecond), strings.Join(rates, " "))
+		fmt.Printf("%-13s %9v / %-9v %10v / %-10v %s\n", t.name, measure.Pct(bt, 50).Round(10*time.Microsecond), measure.Pct(bt, 99).Round(10*time.Microsecond),
+			measure.Pct(lat, 50).Round(100*time.Nanosecond), measure.Pct(lat, 99).Round(100*time.Nanosecond), strings.Join(rates, " "))
 	}
 	fmt.Println("\n(throughput columns: calls/s, and CPU per call of parent + runner)")
-}
-
-// cpuModel names the CPU, from /proc/cpuinfo where there is one.
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }
 
 // runnerPID reports the runner's process id, to read its CPU time.
@@ -174,22 +161,10 @@ func bootOnce(t *transport, id uint64) (time.Duration, error) {
 // latencies makes n sequential calls (after a warm-up) and returns their
 // round-trip times, sorted.
 func latencies(p *flame.Pool, n int) ([]time.Duration, error) {
-	ctx := context.Background()
-	for i := range 1000 {
-		if _, err := incr.Call(ctx, p, i); err != nil {
-			return nil, err
-		}
-	}
-	ts := make([]time.Duration, n)
-	for i := range ts {
-		start := time.Now()
-		if _, err := incr.Call(ctx, p, i); err != nil {
-			return nil, err
-		}
-		ts[i] = time.Since(start)
-	}
-	slices.Sort(ts)
-	return ts, nil
+	return measure.Sequential(n, 1000, func(i int) error {
+		_, err := incr.Call(context.Background(), p, i)
+		return err
+	})
 }
 
 // throughput runs callers goroutines calling in a loop for d and returns
@@ -225,13 +200,4 @@ func throughput(p *flame.Pool, callers int, d time.Duration) (int64, time.Durati
 		return 0, 0, *e
 	}
 	return n.Load(), el, nil
-}
-
-// pct is the p-th percentile of sorted durations.
-func pct(sorted []time.Duration, p int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := (len(sorted)*p + 99) / 100
-	return sorted[min(max(i-1, 0), len(sorted)-1)]
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/goflame/goflame/bench/internal/measure"
 	"github.com/goflame/goflame/flame"
 )
 
@@ -45,8 +46,8 @@ func BenchmarkBoot(b *testing.B) {
 			ts = append(ts, d)
 		}
 		slices.Sort(ts)
-		b.ReportMetric(float64(pct(ts, 50).Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(pct(ts, 99).Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(measure.Pct(ts, 50).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(measure.Pct(ts, 99).Microseconds())/1000, "p99-ms")
 	})
 }
 
@@ -78,8 +79,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 			ts = append(ts, time.Since(start))
 		}
 		slices.Sort(ts)
-		b.ReportMetric(float64(pct(ts, 50).Nanoseconds())/1000, "p50-µs")
-		b.ReportMetric(float64(pct(ts, 99).Nanoseconds())/1000, "p99-µs")
+		b.ReportMetric(float64(measure.Pct(ts, 50).Nanoseconds())/1000, "p50-µs")
+		b.ReportMetric(float64(measure.Pct(ts, 99).Nanoseconds())/1000, "p99-µs")
 	})
 }
 
