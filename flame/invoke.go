@@ -23,7 +23,10 @@ import (
 // it. Send the time left to the deadline, not the deadline itself (clocks
 // of two hosts differ), and hook cancellation with AfterCancel.
 //
-// Invoke returns the function's encoded result; its error as a *FuncError
+// Invoke returns the function's encoded result, which becomes the
+// caller's (a []byte result may keep its memory): the Invoker must not
+// reuse it. call.Args may be read only until Invoke returns (its buffer is
+// reused after). Invoke returns the function's error as a *FuncError
 // (so that code handling errors behaves the same on every backend), or a
 // *PanicError if it panicked; or an error of the node's own. An error that
 // is not a *FuncError and matches ErrRunnerDown says the runner is gone:
@@ -81,8 +84,9 @@ func AfterCancel(ctx context.Context, f func()) (stop func() bool) {
 // invocation is a registered call on its way through the pool.
 type invocation struct {
 	Invocation
-	reg *registered // the function, to run it in this process
-	res []byte      // the encoded result, once the call succeeded
+	reg     *registered // the function, to run it in this process
+	res     []byte      // the encoded result, once the call succeeded
+	release func()      // gives Args' buffer back, once nothing refers to it; nil: nothing to give
 }
 
 // invoke runs a registered call on r: through Invoke when r's node is an
@@ -90,10 +94,18 @@ type invocation struct {
 func (p *Pool) invoke(c *execCtx, r *runner, inv *invocation) error {
 	if r.invoker == nil {
 		res, err := inv.runHere(c, r.maxMsg)
+		if inv.release != nil && !inv.reg.keepsArgs { // else the function may keep the arguments' memory
+			inv.release()
+		}
+		inv.release = nil
 		inv.res = res
 		return err
 	}
 	res, err := r.invoker.Invoke(c, inv.Invocation)
+	if inv.release != nil { // the Invoker is done with the arguments
+		inv.release()
+		inv.release, inv.Args = nil, nil
+	}
 	if err != nil && (nodeDone(r.node) || errors.Is(err, ErrRunnerDown) && !isFuncError(err)) {
 		p.runnerDown(r)
 	}
@@ -113,7 +125,7 @@ func (inv *invocation) runHere(ctx context.Context, limit int) ([]byte, error) {
 	if err := argsTooLarge(callMsg(ctx, wire.Kind(inv.Kind), inv.Func, inv.Args), limit); err != nil {
 		return nil, err
 	}
-	res, err := inv.reg.run(ctx, inv.Args)
+	res, _, err := inv.reg.run(ctx, inv.Args, runHow{argsOwned: true})
 	if err != nil {
 		return nil, err
 	}

@@ -66,7 +66,8 @@ func TestRegistryHashCoversIDsAndTypes(t *testing.T) {
 	for _, r := range registry.funcs {
 		require.NotEmpty(t, r.sig, "%s has no signature", r.id)
 	}
-	require.Equal(t, "flame_test.echoIn -> flame_test.echoOut", registry.funcs["test.echo"].sig, "signature of test.echo")
+	require.Equal(t, "flame_test.echoIn -> flame_test.echoOut (cbor)", registry.funcs["test.echo"].sig, "signature of test.echo")
+	require.Equal(t, "flame_test.picky -> int (json)", registry.funcs["test.picky.json"].sig, "the codec is part of the signature")
 }
 
 func TestFuncErrorCodesMatchSentinels(t *testing.T) {

@@ -109,10 +109,23 @@ var printFn = flame.Register("test.print", func(ctx context.Context, s string) (
 // picky encodes to JSON that it refuses to decode.
 type picky struct{}
 
-func (picky) MarshalJSON() ([]byte, error) { return []byte(`"picky"`), nil }
-func (*picky) UnmarshalJSON([]byte) error  { return errors.New("picky refuses to decode") }
+func (picky) MarshalBinary() ([]byte, error) { return []byte("picky"), nil }
+func (*picky) UnmarshalBinary([]byte) error  { return errors.New("picky refuses to decode") }
+func (picky) MarshalJSON() ([]byte, error)   { return []byte(`"picky"`), nil }
+func (*picky) UnmarshalJSON([]byte) error    { return errors.New("picky refuses to decode JSON") }
 
-var pickyFn = flame.Register("test.picky", func(ctx context.Context, _ picky) (int, error) { return 1, nil })
+var (
+	pickyFn     = flame.Register("test.picky", func(ctx context.Context, _ picky) (int, error) { return 1, nil })
+	pickyJSONFn = flame.Register("test.picky.json", func(ctx context.Context, _ picky) (int, error) { return 1, nil }, flame.WithCodec(flame.JSON))
+)
+
+// encode is v as the default codec encodes arguments.
+func encode(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := flame.CBOR.Marshal(v)
+	require.NoError(t, err)
+	return b
+}
 
 // test.ignoreterm makes its runner deaf to SIGTERM, as a wedged process
 // would be.
@@ -127,6 +140,13 @@ func init() {
 	if os.Getenv("GOFLAME_TEST_EXTRA") != "" {
 		flame.Register("test.extra", func(ctx context.Context, _ int) (int, error) { return 0, nil })
 	}
+	// One started with GOFLAME_TEST_CODEC=json registers test.codec with
+	// JSON, where its parent has CBOR: the same function, another encoding.
+	var codec []flame.RegisterOption
+	if os.Getenv("GOFLAME_TEST_CODEC") == "json" {
+		codec = append(codec, flame.WithCodec(flame.JSON))
+	}
+	flame.Register("test.codec", func(ctx context.Context, n int) (int, error) { return n, nil }, codec...)
 }
 
 // capture is an slog.Handler that keeps every record, for assertions and
@@ -540,12 +560,14 @@ func TestProcessUnknownFuncAndUndecodableArgs(t *testing.T) {
 	_, err = inv.Invoke(ctx, flame.Invocation{Func: "no.such.func", Args: []byte(`{}`)})
 	require.ErrorIs(t, err, flame.ErrUnknownFunc, "unknown id: %v; want ErrUnknownFunc naming the id and runner", err)
 	require.ErrorContains(t, err, `"no.such.func" is not registered on runner 7`, "unknown id: %v; want ErrUnknownFunc naming the id and runner", err)
-	_, err = inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: []byte(`{"Name": 12`)})
+	_, err = inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: []byte{0xa1, 0x64, 'N'}}) // a map cut short
 	require.ErrorIs(t, err, flame.ErrBadPayload, "undecodable args: %v; want ErrBadPayload", err)
 	require.ErrorContains(t, err, "test.echo: decoding the arguments", "undecodable args: %v; want ErrBadPayload", err)
-	res, err := inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: []byte(`{"Name":"raw"}`)})
-	require.NoError(t, err, "raw invoke: %s", res)
-	require.Contains(t, string(res), `"Greeting":"hello, raw"`, "raw invoke: %s, %v", res, err)
+	res, err := inv.Invoke(ctx, flame.Invocation{Func: "test.echo", Args: encode(t, map[string]string{"Name": "raw"})})
+	require.NoError(t, err, "raw invoke: %x", res)
+	var out echoOut
+	require.NoError(t, flame.CBOR.Unmarshal(res, &out))
+	require.Equal(t, "hello, raw", out.Greeting)
 	// A plain closure cannot cross.
 	err = node.Exec(ctx, func(context.Context) error { return nil })
 	require.ErrorIs(t, err, flame.ErrNotPortable, "closure: %v; want ErrNotPortable", err)
@@ -556,6 +578,10 @@ func TestProcessUndecodableArgsThroughFunc(t *testing.T) {
 	_, err := pickyFn.Call(context.Background(), p, picky{})
 	require.ErrorIs(t, err, flame.ErrBadPayload, "err = %v; want ErrBadPayload from the runner", err)
 	require.ErrorContains(t, err, "picky refuses", "err = %v; want ErrBadPayload from the runner", err)
+	// With JSON as its codec, a function's types decode with their JSON methods.
+	_, err = pickyJSONFn.Call(context.Background(), p, picky{})
+	require.ErrorIs(t, err, flame.ErrBadPayload)
+	require.ErrorContains(t, err, "picky refuses to decode JSON")
 }
 
 func TestProcessOversizedPayloads(t *testing.T) {
@@ -580,6 +606,15 @@ func TestProcessVersionSkewFailsBoot(t *testing.T) {
 		Backend: flame.ProcessBackend{Env: []string{"GOFLAME_TEST_EXTRA=1", raceQuickExit()}, Logger: slog.New(&capture{})}})
 	require.ErrorIs(t, err, flame.ErrVersionSkew, "err = %v; want ErrVersionSkew about the registry", err)
 	require.ErrorContains(t, err, "must register the same functions", "err = %v; want ErrVersionSkew about the registry", err)
+	waitNoChildren(t, 5*time.Second)
+}
+
+// A runner whose function has another codec than the parent's is version
+// skew, refused at the handshake: the two would not read each other.
+func TestProcessCodecMismatchIsVersionSkew(t *testing.T) {
+	_, err := flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 20 * time.Second,
+		Backend: flame.ProcessBackend{Env: []string{"GOFLAME_TEST_CODEC=json", raceQuickExit()}, Logger: slog.New(&capture{})}})
+	require.ErrorIs(t, err, flame.ErrVersionSkew)
 	waitNoChildren(t, 5*time.Second)
 }
 
@@ -861,14 +896,15 @@ func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
 	node, err := flame.ProcessBackend{Logger: slog.New(&capture{}), Env: []string{raceQuickExit()}}.Boot(ctx, flame.RunnerSpec{Pool: "wedged", ID: 1})
 	require.NoError(t, err)
 	inv := node.(flame.Invoker)
-	res, err := inv.Invoke(ctx, flame.Invocation{Func: ignoreTermFn.ID(), Args: []byte("0")})
+	res, err := inv.Invoke(ctx, flame.Invocation{Func: ignoreTermFn.ID(), Args: encode(t, 0)})
 	require.NoError(t, err)
-	pid, _ := strconv.Atoi(string(res))
+	var pid int
+	require.NoError(t, flame.CBOR.Unmarshal(res, &pid))
 	// A call that ignores its ctx keeps the runner from draining.
 	marker := filepath.Join(t.TempDir(), "started")
 	callErr := make(chan error, 1)
 	go func() {
-		_, err := inv.Invoke(ctx, flame.Invocation{Func: "test.block", Args: []byte(fmt.Sprintf(`{"Marker":%q,"For":3600000000000,"Ignore":true}`, marker))})
+		_, err := inv.Invoke(ctx, flame.Invocation{Func: "test.block", Args: encode(t, blockIn{Marker: marker, For: time.Hour, Ignore: true})})
 		callErr <- err
 	}()
 	waitMarker(t, marker)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -41,11 +40,13 @@ var (
 
 // Func is a function registered under a stable id: it runs on any runner,
 // in this process or in a runner process of the same binary. Its arguments
-// and result always go through the codec (JSON), on every backend, so a
-// value that cannot cross a process boundary fails in tests too.
+// and result always go through its codec (CBOR unless WithCodec says
+// otherwise), on every backend, so a value that cannot cross a process
+// boundary fails in tests too.
 type Func[In, Out any] struct {
-	reg *registered
-	fn  func(context.Context, In) (Out, error)
+	reg   *registered
+	fn    func(context.Context, In) (Out, error)
+	codec Codec
 }
 
 // Register registers fn under id and returns its handle. Call it at package
@@ -56,18 +57,31 @@ type Func[In, Out any] struct {
 // On a runner, fn's ctx carries the call's deadline and is cancelled when
 // the caller cancels; RunnerID works on it. An error fn returns comes back
 // to the caller as a *FuncError, a panic as a *PanicError.
-func Register[In, Out any](id string, fn func(context.Context, In) (Out, error)) *Func[In, Out] {
+//
+// What crosses is what the codec encodes: exported fields (named by their
+// cbor or json tags with CBOR), not unexported ones, channels or funcs.
+// Arguments and results are limited in size by the backend
+// (MaxMessageSize, 16 MiB by default; ErrTooLarge).
+func Register[In, Out any](id string, fn func(context.Context, In) (Out, error), opts ...RegisterOption) *Func[In, Out] {
 	if id == "" || len(id) > wire.MaxIDLen {
 		panic(fmt.Sprintf("flame.Register: id must be 1 to %d bytes, got %q", wire.MaxIDLen, id))
 	}
 	if fn == nil {
 		panic(fmt.Sprintf("flame.Register(%q): nil function", id))
 	}
-	f := &Func[In, Out]{fn: fn}
+	o := registerOptions{codec: CBOR}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.codec == nil || o.codec.Name() == "" {
+		panic(fmt.Sprintf("flame.Register(%q): a codec must not be nil and must have a name", id))
+	}
+	f := &Func[In, Out]{fn: fn, codec: o.codec}
 	f.reg = &registered{
-		id:  id,
-		sig: fmt.Sprintf("%v -> %v", reflect.TypeFor[In](), reflect.TypeFor[Out]()),
-		run: f.serve,
+		id:        id,
+		keepsArgs: keepsBytes[In](o.codec),
+		sig:       fmt.Sprintf("%v -> %v (%s)", reflect.TypeFor[In](), reflect.TypeFor[Out](), o.codec.Name()),
+		run:       f.serve,
 	}
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
@@ -100,7 +114,7 @@ func (f *Func[In, Out]) Call(ctx context.Context, p *Pool, in In, opts ...CallOp
 	if err := p.call(ctx, job{inv: inv}, opts); err != nil {
 		return out, err
 	}
-	if err := json.Unmarshal(inv.res, &out); err != nil {
+	if err := decodeOwned(f.codec, inv.res, &out); err != nil {
 		return out, fmt.Errorf("%w: %s: decoding the result: %w", ErrBadPayload, f.reg.id, err)
 	}
 	return out, nil
@@ -127,40 +141,57 @@ func (f *Func[In, Out]) Place(ctx context.Context, p *Pool, in In, opts ...CallO
 	return p.place(ctx, job{inv: inv}, opts)
 }
 
+// invocation encodes in. The arguments go into a pooled buffer, which the
+// pool gives back once an Invoker has sent them (invocation.release).
 func (f *Func[In, Out]) invocation(in In, kind Kind) (*invocation, error) {
-	args, err := json.Marshal(in)
+	args, release, err := encode(f.codec, in, true)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: encoding the arguments: %w", ErrBadPayload, f.reg.id, err)
 	}
-	return &invocation{Invocation: Invocation{Func: f.reg.id, Kind: kind, Args: args}, reg: f.reg}, nil
+	return &invocation{Invocation: Invocation{Func: f.reg.id, Kind: kind, Args: args}, reg: f.reg, release: release}, nil
 }
 
 // serve decodes args, runs fn and encodes its result. Errors come back as
 // *FuncError; a panic propagates to the caller (the pool or the runner
-// recovers it).
-func (f *Func[In, Out]) serve(ctx context.Context, args []byte) ([]byte, error) {
+// recovers it). How args and the result may be handled is how.
+func (f *Func[In, Out]) serve(ctx context.Context, args []byte, how runHow) ([]byte, func(), error) {
 	var in In
-	if err := json.Unmarshal(args, &in); err != nil {
-		return nil, &FuncError{Func: f.reg.id, Code: CodeDecode,
+	var err error
+	if how.argsOwned {
+		err = decodeOwned(f.codec, args, &in)
+	} else {
+		err = f.codec.Unmarshal(args, &in)
+	}
+	if err != nil {
+		return nil, nil, &FuncError{Func: f.reg.id, Code: CodeDecode,
 			Message: fmt.Sprintf("flame: %s: decoding the arguments: %v", f.reg.id, err)}
 	}
 	out, err := f.fn(ctx, in)
 	if err != nil {
-		return nil, asFuncError(f.reg.id, err)
+		return nil, nil, asFuncError(f.reg.id, err)
 	}
-	res, err := json.Marshal(out)
+	res, release, err := encode(f.codec, out, how.poolResult)
 	if err != nil {
-		return nil, &FuncError{Func: f.reg.id, Code: CodeDecode,
+		return nil, nil, &FuncError{Func: f.reg.id, Code: CodeDecode,
 			Message: fmt.Sprintf("flame: %s: encoding the result: %v", f.reg.id, err)}
 	}
-	return res, nil
+	return res, release, nil
+}
+
+// runHow says what a registered function's run may do with its bytes.
+type runHow struct {
+	argsOwned  bool // args are the run's: a []byte argument may keep their memory
+	poolResult bool // the result is sent and dropped: it may be in a pooled buffer, released by the func run returns
 }
 
 // registered is one entry of the registry.
 type registered struct {
 	id  string
-	sig string // "In -> Out" types, part of the registry hash
-	run func(ctx context.Context, args []byte) ([]byte, error)
+	sig string // "In -> Out (codec)", part of the registry hash
+	run func(ctx context.Context, args []byte, how runHow) (res []byte, release func(), err error)
+	// keepsArgs: run may keep the memory of args it owns (a []byte
+	// argument), so they must not be reused after it.
+	keepsArgs bool
 }
 
 // registry holds every registered function. Written at init time

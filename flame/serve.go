@@ -12,15 +12,18 @@ import (
 // the function under the CALL's id, with a ctx that carries the time left
 // as its deadline and the runner's ID, its panic or error turned into an
 // ERROR that fits the message limit.
-func callHandler(runner uint64, maxMsg int) func(context.Context, wire.CallMsg) ([]byte, *wire.ErrorMsg) {
-	return func(base context.Context, m wire.CallMsg) ([]byte, *wire.ErrorMsg) {
+//
+// The CALL's arguments are the function's (a frame just read); its result
+// is in a pooled buffer, which release gives back once it is sent.
+func callHandler(runner uint64, maxMsg int) func(context.Context, wire.CallMsg) ([]byte, func(), *wire.ErrorMsg) {
+	return func(base context.Context, m wire.CallMsg) ([]byte, func(), *wire.ErrorMsg) {
 		reg := lookupFunc(m.ID)
 		if reg == nil {
-			return nil, &wire.ErrorMsg{Code: wire.CodeNotRegistered, Message: fmt.Sprintf("flame: function %q is not registered on runner %d", m.ID, runner)}
+			return nil, nil, &wire.ErrorMsg{Code: wire.CodeNotRegistered, Message: fmt.Sprintf("flame: function %q is not registered on runner %d", m.ID, runner)}
 		}
 		ctx := newCallCtx(base, runner, m.Timeout)
 		defer ctx.end()
-		res, em := runHandler(ctx, reg, m.Args)
+		res, release, em := runHandler(ctx, reg, m.Args)
 		if em == nil {
 			if fe := resultTooLarge(reg.id, res, maxMsg); fe != nil {
 				m := fe.toWire()
@@ -28,27 +31,30 @@ func callHandler(runner uint64, maxMsg int) func(context.Context, wire.CallMsg) 
 			}
 		}
 		if em != nil {
+			if release != nil {
+				release()
+			}
 			fitted := fitError(*em, maxMsg) // a huge panic or error still crosses as what it is
-			return nil, &fitted
+			return nil, nil, &fitted
 		}
-		return res, nil
+		return res, release, nil
 	}
 }
 
 // runHandler runs a registered function, turning its error or panic into
 // an ERROR message.
-func runHandler(ctx context.Context, reg *registered, args []byte) (res []byte, em *wire.ErrorMsg) {
+func runHandler(ctx context.Context, reg *registered, args []byte) (res []byte, release func(), em *wire.ErrorMsg) {
 	defer func() {
 		if v := recover(); v != nil {
-			res, em = nil, &wire.ErrorMsg{Code: wire.CodePanic, Message: fmt.Sprint(v), Stack: debug.Stack()}
+			res, release, em = nil, nil, &wire.ErrorMsg{Code: wire.CodePanic, Message: fmt.Sprint(v), Stack: debug.Stack()}
 		}
 	}()
-	res, err := reg.run(ctx, args)
+	res, release, err := reg.run(ctx, args, runHow{argsOwned: true, poolResult: true})
 	if err != nil {
 		m := asFuncError(reg.id, err).toWire()
-		return nil, &m
+		return nil, nil, &m
 	}
-	return res, nil
+	return res, release, nil
 }
 
 // Dispatch runs the function registered under call.Func with call.Args in
@@ -58,6 +64,7 @@ func runHandler(ctx context.Context, reg *registered, args []byte) (res []byte, 
 // *PanicError, an unknown id as an error matching ErrUnknownFunc. It is
 // for backends whose runners are reached by means of their own: their
 // runner side calls Dispatch for each Invocation its Invoker sent.
+// call.Args is read, not kept; the result is the caller's.
 func Dispatch(ctx context.Context, call Invocation) (res []byte, err error) {
 	reg := lookupFunc(call.Func)
 	if reg == nil {
@@ -68,7 +75,7 @@ func Dispatch(ctx context.Context, call Invocation) (res []byte, err error) {
 			res, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
 		}
 	}()
-	res, err = reg.run(ctx, call.Args)
+	res, _, err = reg.run(ctx, call.Args, runHow{})
 	if err != nil {
 		return nil, asFuncError(reg.id, err)
 	}

@@ -17,13 +17,15 @@ import (
 type Tile struct{ X, Y, Size int }
 
 // render runs in a runner process.
-var render = flame.Register("render-tile", func(ctx context.Context, t Tile) ([]byte, error) {
+var render = flame.Register("render-tile", renderTile)
+
+func renderTile(ctx context.Context, t Tile) ([]byte, error) {
 	pix := make([]byte, t.Size*t.Size)
 	for i := range pix {
 		pix[i] = byte((t.X + t.Y + i) % 256) // stands for the heavy work
 	}
 	return pix, nil
-})
+}
 
 func main() {
 	flame.Main() // first line: in a runner process this serves and exits; otherwise it returns

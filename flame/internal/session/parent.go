@@ -191,8 +191,8 @@ func (p *Parent) Call(m wire.CallMsg, onCancel func(send func()) (stop func() bo
 	}
 	ln.calls++
 	seq := ln.calls
-	ln.buf = wire.AppendCall(ln.buf[:0], m)
-	_, err = ln.conn.Write(ln.buf)
+	ln.buf = wire.AppendCallHead(ln.buf[:0], m)
+	err = wire.WriteParts(ln.conn, ln.buf, m.Args)
 	if cap(ln.buf) > maxKeptCallBuffer {
 		ln.buf = nil
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,10 +18,24 @@ import (
 
 var testHello = wire.HelloMsg{Proto: wire.ProtocolVersion, Build: "go:test", Registry: "1:ab", PID: 42}
 
+// noRelease adapts a handler whose results need no release.
+func noRelease(h func(context.Context, wire.CallMsg) ([]byte, *wire.ErrorMsg)) func(context.Context, wire.CallMsg) ([]byte, func(), *wire.ErrorMsg) {
+	return func(ctx context.Context, m wire.CallMsg) ([]byte, func(), *wire.ErrorMsg) {
+		res, em := h(ctx, m)
+		return res, nil, em
+	}
+}
+
 // pair runs a runner's Serve on one end of an in-memory transport and
 // Opens the parent's end; it returns the parent, the runner's outcome
 // (once Serve returns) and its Term channel.
 func pair(t *testing.T, handle func(context.Context, wire.CallMsg) ([]byte, *wire.ErrorMsg)) (*Parent, <-chan Outcome, chan struct{}) {
+	t.Helper()
+	return pairReleasing(t, noRelease(handle))
+}
+
+// pairReleasing is pair with a handler whose results may need a release.
+func pairReleasing(t *testing.T, handle func(context.Context, wire.CallMsg) ([]byte, func(), *wire.ErrorMsg)) (*Parent, <-chan Outcome, chan struct{}) {
 	t.Helper()
 	pt, rt := memPair()
 	term := make(chan struct{})
@@ -239,4 +254,23 @@ func TestLaneFailureIsLostOnlyWhenTheConnectionIsGone(t *testing.T) {
 		assert.NotErrorIs(t, got, ErrLost, "%v", err)
 		assert.ErrorIs(t, got, err)
 	}
+}
+
+// A result's buffer is released once the result is sent, not before: the
+// parent reads it whole, and the runner may then reuse the buffer.
+func TestSessionReleasesAResultOnceSent(t *testing.T) {
+	big := bytes.Repeat([]byte{5}, 100_000)
+	released := make(chan struct{}, 1)
+	p, _, _ := pairReleasing(t, func(context.Context, wire.CallMsg) ([]byte, func(), *wire.ErrorMsg) {
+		buf := append([]byte(nil), big...)
+		return buf, func() {
+			clear(buf) // as the next encode into a reused buffer would
+			released <- struct{}{}
+		}, nil
+	})
+	res, em, err := p.Call(wire.CallMsg{ID: "big"}, noCancel)
+	require.NoError(t, err)
+	require.Nil(t, em)
+	assert.True(t, bytes.Equal(big, res), "the result was reused before it was sent")
+	<-released
 }

@@ -36,7 +36,9 @@ type ServeConfig struct {
 	// Handle runs one call and returns its encoded result, or the ERROR to
 	// send. ctx is cancelled by the call's CANCEL and when the session
 	// ends; the handler applies m.Timeout itself. A panic must not escape.
-	Handle func(ctx context.Context, m wire.CallMsg) ([]byte, *wire.ErrorMsg)
+	// m.Args is the handler's to keep. release, if not nil, is called once
+	// the result is sent (or dropped): its buffer may then be reused.
+	Handle func(ctx context.Context, m wire.CallMsg) (res []byte, release func(), em *wire.ErrorMsg)
 	// Term, when closed, ends the session at once: every call's ctx is
 	// cancelled (Stopped).
 	Term <-chan struct{}
@@ -323,7 +325,10 @@ func (ln *runnerLane) run(m wire.CallMsg) {
 	r.begin()
 	defer r.end() // after the reply: a draining runner exits once idle
 
-	res, em := r.cfg.Handle(ctx, m)
+	res, release, em := r.cfg.Handle(ctx, m)
+	if release != nil {
+		defer release()
+	}
 	ln.mu.Lock()
 	ln.cancel = nil
 	byParent := ln.canceled >= n
@@ -338,7 +343,8 @@ func (ln *runnerLane) run(m wire.CallMsg) {
 		ln.reply(*em)
 		return
 	}
-	_, _ = ln.conn.Write(wire.AppendFrame(make([]byte, 0, wire.HeaderLen+len(res)), wire.Result, res))
+	var head [wire.HeaderLen]byte
+	_ = wire.WriteParts(ln.conn, wire.AppendHeader(head[:0], wire.Result, len(res)), res)
 }
 
 // cancelCall cancels call number call on this lane: at once if it runs,

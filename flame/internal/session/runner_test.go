@@ -43,7 +43,7 @@ func (pr *probe) handle(ctx context.Context, m wire.CallMsg) ([]byte, *wire.Erro
 // and the parent's end.
 func serveTestLane(t *testing.T, pr *probe) (*runnerLane, net.Conn) {
 	t.Helper()
-	r := &runner{cfg: ServeConfig{Runner: 1, MaxMsg: 1 << 20, Handle: pr.handle}, lanes: make(map[uint64]*runnerLane)}
+	r := &runner{cfg: ServeConfig{Runner: 1, MaxMsg: 1 << 20, Handle: noRelease(pr.handle)}, lanes: make(map[uint64]*runnerLane)}
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	near, far := net.Pipe()
 	ln := &runnerLane{r: r, id: 1, conn: far}
@@ -120,7 +120,7 @@ func TestLaneRefusesOtherFrames(t *testing.T) {
 // whose framing is lost, is closed.
 func TestLaneRefusesAnOversizedCall(t *testing.T) {
 	pr := newProbe()
-	r := &runner{cfg: ServeConfig{Runner: 1, MaxMsg: 16, Handle: pr.handle}, lanes: make(map[uint64]*runnerLane)}
+	r := &runner{cfg: ServeConfig{Runner: 1, MaxMsg: 16, Handle: noRelease(pr.handle)}, lanes: make(map[uint64]*runnerLane)}
 	r.ctx, r.cancel = context.WithCancelCause(context.Background())
 	defer r.cancel(nil)
 	near, far := net.Pipe()

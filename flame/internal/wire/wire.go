@@ -46,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 )
 
@@ -147,25 +148,27 @@ func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
 	return t, p, nil
 }
 
-// readPayload reads exactly n bytes. A payload above one chunk is read into
-// a buffer that doubles (up to n) only as data arrives, so a peer that
-// claims a large frame and stalls has made us allocate about what it sent.
-// No buffer is ever larger than n.
+// readPayload reads exactly n bytes. A payload above one chunk is read
+// into a buffer of n bytes only once its first chunk has arrived, so a
+// peer that claims a large frame and stalls has made us allocate at most a
+// chunk; one that sends a chunk may make us allocate n (at most the cap,
+// which bounds what it could send anyway). The payload is read straight
+// into its buffer: no copy beyond the first chunk.
 func readPayload(r io.Reader, n int) ([]byte, error) {
-	p := make([]byte, 0, min(n, chunk))
-	for {
-		m, err := io.ReadFull(r, p[len(p):cap(p)])
-		p = p[:len(p)+m]
-		if err != nil {
-			return nil, unexpected(err)
-		}
-		if len(p) == n {
-			return p, nil
-		}
-		grown := make([]byte, len(p), min(2*cap(p), n))
-		copy(grown, p)
-		p = grown
+	first := min(n, chunk)
+	p := make([]byte, first, first)
+	if _, err := io.ReadFull(r, p); err != nil {
+		return nil, unexpected(err)
 	}
+	if n == first {
+		return p, nil
+	}
+	whole := make([]byte, n)
+	copy(whole, p)
+	if _, err := io.ReadFull(r, whole[first:]); err != nil {
+		return nil, unexpected(err)
+	}
+	return whole, nil
 }
 
 func unexpected(err error) error {
@@ -196,14 +199,37 @@ type CallMsg struct {
 
 // AppendCall appends a whole CALL frame.
 func AppendCall(dst []byte, m CallMsg) []byte {
-	n := 1 + uvarintLen(uint64(m.Timeout)) + uvarintLen(uint64(len(m.ID))) + len(m.ID) + len(m.Args)
-	dst = AppendHeader(dst, Call, n)
+	return append(AppendCallHead(dst, m), m.Args...)
+}
+
+// AppendCallHead appends a CALL frame up to its arguments, which follow
+// it on the wire: a large payload can go out as it is (writev), not
+// copied into the frame.
+func AppendCallHead(dst []byte, m CallMsg) []byte {
+	dst = AppendHeader(dst, Call, CallPayloadLen(m))
 	dst = append(dst, byte(m.Kind))
 	dst = binary.AppendUvarint(dst, uint64(m.Timeout))
 	dst = binary.AppendUvarint(dst, uint64(len(m.ID)))
-	dst = append(dst, m.ID...)
-	return append(dst, m.Args...)
+	return append(dst, m.ID...)
 }
+
+// WriteParts writes a frame made of head (its header and leading fields)
+// and body to w. A large body goes out in the same system call (writev)
+// without being copied into the frame; a small one is appended to head,
+// one write either way. head's spare capacity may be used.
+func WriteParts(w io.Writer, head, body []byte) error {
+	if len(body) < copyBelow {
+		_, err := w.Write(append(head, body...))
+		return err
+	}
+	bufs := net.Buffers{head, body}
+	_, err := bufs.WriteTo(w)
+	return err
+}
+
+// copyBelow is the body size under which copying it into the frame costs
+// less than a second buffer in the write.
+const copyBelow = 16 << 10
 
 // CallPayloadLen is the payload size of a CALL frame for m.
 func CallPayloadLen(m CallMsg) int {
