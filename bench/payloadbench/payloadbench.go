@@ -4,7 +4,7 @@
 //
 //   - goflame-local:   LocalBackend (the payload still goes through the codec),
 //   - goflame-process: ProcessBackend, 2 runner processes,
-//   - net/rpc-gob:     the standard library's net/rpc with gob, over socket
+//   - netrpc-gob:     the standard library's net/rpc with gob, over socket
 //     pairs to 2 child processes (2 connections each),
 //   - raw-socketpair:  the floor: length-prefixed echo over the same socket
 //     pairs, no encoding at all.
@@ -43,7 +43,7 @@ const callers = 4
 var sizes = []int{1 << 10, 64 << 10, 1 << 20, 8 << 20}
 
 // impls are the implementations, in table order.
-var impls = []string{"goflame-local", "goflame-process", "net/rpc-gob", "raw-socketpair"}
+var impls = []string{"goflame-local", "goflame-process", "netrpc-gob", "raw-socketpair"}
 
 func main() {
 	if serveChild() {
@@ -135,7 +135,7 @@ func setup(name string) (call func([]byte) error, closeFn func(), err error) {
 			}
 			return err
 		}, func() { _ = p.Close(context.Background()) }, nil
-	case "net/rpc-gob":
+	case "netrpc-gob":
 		return rpcClients()
 	case "raw-socketpair":
 		return rawClients()
