@@ -156,7 +156,7 @@ func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
 // into its buffer: no copy beyond the first chunk.
 func readPayload(r io.Reader, n int) ([]byte, error) {
 	first := min(n, chunk)
-	p := make([]byte, first, first)
+	p := make([]byte, first)
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, unexpected(err)
 	}
