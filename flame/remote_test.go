@@ -362,7 +362,7 @@ func binaryUvarint(x uint64) []byte {
 	return append(b, byte(x))
 }
 
-// A thousand connections that never finish their handshake cost a bounded
+// Hundreds of connections that never finish their handshake cost a bounded
 // number of goroutines, are all closed within the handshake deadline, and
 // leave the pool serving.
 func TestRemoteListenerBoundsStalledHandshakes(t *testing.T) {
@@ -371,20 +371,27 @@ func TestRemoteListenerBoundsStalledHandshakes(t *testing.T) {
 	p, _ := remotePool(t, flame.Config{Min: 1, Max: 1}, be)
 	addr := be.ListenAddr()
 	base := runtime.NumGoroutine()
-	conns := make([]net.Conn, 0, 1000)
+	conns := make([]net.Conn, 0, 600)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	for range 1000 {
-		c, err := net.Dial("tcp", addr)
+	// A dial can fail now and then when the machine is busy (other test
+	// binaries run beside this one): the flood needs only to be many times
+	// MaxHandshakes, not every one of its connections.
+	var dialErrs []error
+	for range cap(conns) {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
-			break // the machine's own limits: what was opened is enough
+			if dialErrs = append(dialErrs, err); len(dialErrs) > 50 {
+				break
+			}
+			continue
 		}
 		conns = append(conns, c)
 	}
-	require.Greater(t, len(conns), 500)
+	require.GreaterOrEqual(t, len(conns), 300, "dialling failed: %v", errors.Join(dialErrs...))
 	assert.LessOrEqual(t, runtime.NumGoroutine()-base, 32+8, "goroutines grow with stalled handshakes")
 	_, err := pidFn.Call(context.Background(), p, struct{}{})
 	assert.NoError(t, err, "the pool serves during the flood")
