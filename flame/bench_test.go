@@ -41,6 +41,41 @@ func BenchmarkCall(b *testing.B) {
 	}
 }
 
+// BenchmarkCallHeld is Call on pools of growing size with one slot of two
+// held on every runner: every runner is equally loaded and none is idle,
+// so a checkout that had to look at every runner would cost in proportion
+// to the pool. The remote pools of many single-job runners are this shape.
+func BenchmarkCallHeld(b *testing.B) {
+	noop := func(context.Context) error { return nil }
+	for _, runners := range []int{4, 64, 512, 2048} {
+		b.Run(fmt.Sprintf("runners=%d", runners), func(b *testing.B) {
+			p := benchPool(b, runners, 2)
+			held := make([]*runner, runners)
+			for i := range held {
+				if held[i] = p.claim(); held[i] == nil {
+					b.Fatal("no free slot")
+				}
+			}
+			b.Cleanup(func() {
+				for _, r := range held {
+					p.release(r)
+				}
+			})
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := p.Call(ctx, noop); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkCallSaturated has far more callers than slots (4 x 2 slots,
 // parallelism 64 per CPU), so nearly every call queues and is served by a
 // release's direct handoff.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/goflame/goflame/flame/internal/waitq"
+	"github.com/goflame/goflame/internal/placement"
 )
 
 type waitKind uint8
@@ -30,31 +31,95 @@ type waiter struct {
 	err error // with failedMark
 }
 
-// claim takes a slot on the least-loaded active runner with a free slot,
-// ties to the lowest ID, or returns nil. Lock-free: a scan of the published
-// set and one CAS, repeated only if another caller won the CAS.
+// claim takes a slot on a least-loaded active runner with a free slot, or
+// returns nil. Which of equally loaded runners it takes depends on the
+// caller (see package placement): callers on different cores then land on
+// different runners rather than all on the lowest ID, whose word would
+// bounce between their cores on every claim and release.
+//
+// Lock-free: a look at a runner or a few, and one CAS, repeated only if
+// another caller won the CAS. p.floor is a lower bound on the least load,
+// so a runner whose load is at most the floor is a least-loaded one. claim
+// looks at the caller's runner, then at a random one, and takes the first
+// whose load is at most the floor; failing that it scans every runner from
+// the random one's position (by ID, wrapping around), stopping at the
+// first such runner, and takes the least loaded it saw, raising the floor
+// to its load when the scan saw them all. So its cost does not grow with
+// the pool while some runner is at the floor, which is the steady state.
+// (The random look keeps a runner that is busy for a while from passing
+// all of its callers to its neighbour in the scan.) With nothing else
+// running meanwhile the choice is exactly least-loaded; under concurrency
+// it is least-loaded as of the loads it read.
 func (p *Pool) claim() *runner {
 	for {
-		var best *runner
-		var bw uint64
-		bl := p.cfg.MaxConcurrency
-		for _, r := range *p.set.Load() {
-			w := r.word.Load()
-			if wordState(w) != stActive {
-				continue
-			}
-			if l := wordLoad(w); l < bl {
-				best, bw, bl = r, w, l
-				if l == 0 {
-					break
-				}
-			}
-		}
-		if best == nil {
+		set := *p.set.Load()
+		n := len(set)
+		if n == 0 {
 			return nil
 		}
-		if best.take(bw) {
-			return best
+		floor := p.floor.Load()
+		i := placement.Caller(n)
+		r, w, ok := atFloor(set[i], floor)
+		if !ok {
+			i = placement.Start(n)
+			r, w, ok = atFloor(set[i], floor)
+		}
+		if !ok {
+			if r, w = p.scan(set, i, floor); r == nil {
+				return nil
+			}
+		}
+		if r.take(w) {
+			return r
+		}
+	}
+}
+
+// atFloor reports whether r takes work and its load is at most floor,
+// with the word it read.
+func atFloor(r *runner, floor int64) (*runner, uint64, bool) {
+	w := r.word.Load()
+	return r, w, wordState(w) == stActive && int64(wordLoad(w)) <= floor
+}
+
+// scan returns the least-loaded active runner with a free slot, and the
+// word it read, looking from position i on, wrapping around, and stopping
+// at the first whose load is at most floor; nil if none has a free slot.
+func (p *Pool) scan(set []*runner, i int, floor int64) (*runner, uint64) {
+	var best *runner
+	var bw uint64
+	bl := p.cfg.MaxConcurrency
+	for range set {
+		r := set[i]
+		if i++; i == len(set) {
+			i = 0
+		}
+		w := r.word.Load()
+		if wordState(w) != stActive {
+			continue
+		}
+		if l := wordLoad(w); l < bl {
+			best, bw, bl = r, w, l
+			if int64(l) <= floor {
+				return best, bw
+			}
+		}
+	}
+	if best != nil {
+		// The scan saw every runner: none is below bl. A release that
+		// lowered the floor meanwhile makes this fail, as it should.
+		p.floor.CompareAndSwap(floor, int64(bl))
+	}
+	return best, bw
+}
+
+// lowerFloor keeps p.floor at most load, the load a runner has just
+// dropped to.
+func (p *Pool) lowerFloor(load int) {
+	for {
+		f := p.floor.Load()
+		if int64(load) >= f || p.floor.CompareAndSwap(f, int64(load)) {
+			return
 		}
 	}
 }

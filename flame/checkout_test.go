@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/goflame/goflame/internal/placement"
 )
 
 // checkoutWaiter builds a waiter the way checkoutSlow does, without a
@@ -58,8 +60,104 @@ func checkoutMustTake(t *testing.T, p *Pool) *runner {
 
 // ---------------------------------------------------------------- placement and order
 
-func TestCheckoutPicksLeastLoadedRunnerTiesToLowestID(t *testing.T) {
+// claimPool is a pool of runners with the given loads (-1: draining) and
+// the given floor, for claim alone.
+func claimPool(maxConc int, floor int64, loads ...int) *Pool {
+	p := &Pool{cfg: Config{MaxConcurrency: maxConc}}
+	set := make([]*runner, len(loads))
+	for i, l := range loads {
+		r := &runner{id: uint64(i + 1), pool: p}
+		if l < 0 {
+			r.word.Store(stDraining | 1)
+		} else {
+			r.word.Store(stActive | uint64(l))
+		}
+		set[i] = r
+	}
+	p.set.Store(&set)
+	p.floor.Store(floor)
+	return p
+}
+
+// The placement rule: the least-loaded active runner with a free slot;
+// among equally loaded ones the first at or after the scan's start, by ID,
+// wrapping around. The floor only shortens the scan: a floor that is a
+// true lower bound never changes the choice.
+func TestClaimTakesTheFirstLeastLoadedRunnerFromTheStart(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		loads []int
+		floor int64
+		start int
+		want  uint64 // 0: none
+	}{
+		{"a tie goes to the start", []int{0, 0, 0}, 0, 1, 2},
+		{"a tie wraps around", []int{0, 1, 0}, 0, 1, 3},
+		{"a tie wraps around past the end", []int{0, 1, 1, 1}, 0, 2, 1},
+		{"the least loaded wins over the start", []int{2, 1, 2}, 0, 2, 2},
+		{"a low floor finds the least loaded", []int{2, 3, 1, 2}, 0, 3, 3},
+		{"the floor at the least load stops at the first such", []int{2, 1, 1, 2}, 1, 3, 2},
+		{"full runners are passed over", []int{4, 4, 3}, 0, 0, 3},
+		{"draining runners are passed over", []int{-1, 2, 3}, 0, 0, 2},
+		{"all full", []int{4, 4}, 0, 1, 0},
+		{"all draining", []int{-1, -1}, 0, 1, 0},
+		{"none", nil, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer placement.SetStart(func(int) int { return tc.start })()
+			p := claimPool(4, tc.floor, tc.loads...)
+			r := p.claim()
+			if tc.want == 0 {
+				require.Nil(t, r)
+				return
+			}
+			require.NotNil(t, r)
+			assert.Equal(t, tc.want, r.id)
+			assert.Equal(t, tc.loads[r.id-1]+1, wordLoad(r.word.Load()), "the claim took a slot")
+		})
+	}
+}
+
+// The floor follows the least load: a scan that finds every runner above
+// it raises it to the least load seen, a release below it lowers it, and
+// publishing a new set resets it (a new runner has no load).
+func TestFloorFollowsTheLeastLoad(t *testing.T) {
+	defer placement.SetStart(func(int) int { return 0 })()
+	p := claimPool(4, 0, 2, 1, 3)
+	r := p.claim()
+	assert.Equal(t, uint64(2), r.id)
+	assert.Equal(t, int64(1), p.floor.Load(), "raised to the least load the scan saw")
+
+	// Loads 2,2,3: the next scan raises the floor again.
+	r = p.claim()
+	assert.Equal(t, uint64(1), r.id)
+	assert.Equal(t, int64(2), p.floor.Load())
+
+	p.sc = nil // release below touches the scaler only for a draining runner
+	set := *p.set.Load()
+	p.release(set[2]) // 3 -> 2: not below the floor
+	assert.Equal(t, int64(2), p.floor.Load())
+	p.release(set[2]) // 2 -> 1: below it
+	assert.Equal(t, int64(1), p.floor.Load(), "lowered by a release below it")
+	assert.Equal(t, uint64(3), p.claim().id, "and the lightly loaded runner is found")
+}
+
+func TestPublishResetsTheFloor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Min: 1, Max: 2, MaxConcurrency: 2})
+		p.floor.Store(2)
+		require.NoError(t, p.Resize(2, 2))
+		synctest.Wait()
+		assert.Equal(t, int64(0), p.floor.Load())
+	})
+}
+
+// Through Call: with the start fixed at runner 2, the slots spread 2,3,1,
+// 2,3,1; after that the least loaded wins, and a tie goes to the first from
+// the start.
+func TestCallPlacesOnTheLeastLoadedRunner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		defer placement.SetStart(func(int) int { return 1 })()
 		p := mustPool(t, Config{Min: 3, Max: 3, MaxConcurrency: 3})
 		ctx := context.Background()
 		take := func() *callHeld {
@@ -68,39 +166,33 @@ func TestCheckoutPicksLeastLoadedRunnerTiesToLowestID(t *testing.T) {
 			return h
 		}
 		var hs []*callHeld
-		for range 6 { // spreads 1,2,3,1,2,3: always the lowest ID among the least loaded
+		for range 6 {
 			hs = append(hs, take())
 		}
 		var ids []uint64
 		for _, h := range hs {
 			ids = append(ids, h.runner(t))
 		}
-		require.Equal(t, []uint64{1, 2, 3, 1, 2, 3}, ids)
+		require.Equal(t, []uint64{2, 3, 1, 2, 3, 1}, ids)
 
-		// Loads 2,1,2: runner 2 is least loaded (first-fit would pick 1).
-		hs[4].finish(t)
+		// Loads 1,2,2 (hs[5] on runner 1 ends): runner 1, though the scan starts at 2.
+		hs[5].finish(t)
 		synctest.Wait()
 		h := take()
-		assert.Equal(t, uint64(2), h.runner(t))
+		assert.Equal(t, uint64(1), h.runner(t))
 
-		// Loads 1,2,2: runner 1 (highest-ID or most-loaded picks would differ).
-		hs[3].finish(t)
+		// Loads 2,1,1: a tie between 2 and 3 goes to 2, the start.
+		hs[0].finish(t)
+		hs[1].finish(t)
 		synctest.Wait()
 		h2 := take()
-		assert.Equal(t, uint64(1), h2.runner(t))
-
-		// Loads 1,2,1: a tie between 1 and 3 goes to 1.
-		hs[0].finish(t)
-		hs[2].finish(t)
-		synctest.Wait()
-		h3 := take()
-		assert.Equal(t, uint64(1), h3.runner(t))
+		assert.Equal(t, uint64(2), h2.runner(t))
 
 		// Loads 2,2,1: runner 3.
-		h4 := take()
-		assert.Equal(t, uint64(3), h4.runner(t))
+		h3 := take()
+		assert.Equal(t, uint64(3), h3.runner(t))
 
-		for _, h := range []*callHeld{hs[1], hs[5], h, h2, h3, h4} {
+		for _, h := range []*callHeld{hs[2], hs[3], hs[4], h, h2, h3} {
 			h.finish(t)
 		}
 	})

@@ -61,7 +61,9 @@ func (h *host) Publish(rs []scaler.Runner) {
 	for i, r := range rs {
 		set[i] = r.(*runner)
 	}
-	for _, r := range *p.set.Swap(&set) {
+	old := *p.set.Swap(&set)
+	p.floor.Store(0) // a runner may have joined, with no load: claim raises it again
+	for _, r := range old {
 		if _, found := slices.BinarySearchFunc(set, r.id, func(r *runner, id uint64) int { return cmp.Compare(r.id, id) }); !found {
 			p.retired.Add(r.checkouts())
 		}

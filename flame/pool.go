@@ -40,6 +40,13 @@ type Pool struct {
 	set atomic.Pointer[[]*runner]
 	// retired is the checkouts of the runners that left set.
 	retired atomic.Uint64
+	// floor is at most the least load of the active runners (see claim).
+	// Every claim reads it; it is written only when the least load moves
+	// (a release drops below it, a claim finds every runner above it, a
+	// runner joins), so it has a cache line of its own.
+	_     [64]byte
+	floor atomic.Int64
+	_     [56]byte
 
 	q          waitq.Queue[*waiter]
 	waits      waitStats // Stats.Waits, GaveUp and WaitTime

@@ -36,6 +36,9 @@ func (p *Pool) release(r *runner) {
 			break
 		}
 	}
+	if int64(wordLoad(w)) < p.floor.Load() {
+		p.lowerFloor(wordLoad(w))
+	}
 	if r.emptied(w) {
 		p.sc.Drained(r) // resized, or a used single-use runner
 	}

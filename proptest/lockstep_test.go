@@ -2,6 +2,7 @@ package proptest
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/goflame/goflame/flame"
+	"github.com/goflame/goflame/internal/placement"
 	"github.com/goflame/goflame/proptest/model"
 )
 
@@ -20,7 +22,12 @@ import (
 // and boots are steps too (the test's Backend blocks every Boot until the
 // test completes or fails it). Every step first lets one tick of virtual
 // time pass, so that no two steps happen at the same instant.
+//
+// Placement among equally loaded runners starts from a random position in
+// the pool (SPEC §3.2); here every step draws that position and gives the
+// same one to the pool (through placement.SetStart) and the model.
 func TestPoolMatchesModel(t *testing.T) {
+	defer placement.SetStart(func(int) int { return int(placeStart.Load()) })()
 	rapid.Check(t, func(t *rapid.T) {
 		rapid.SyncTest(t, func(t *rapid.T) {
 			ls := newLockstep(t)
@@ -39,6 +46,9 @@ var advanceSteps = []time.Duration{
 	4 * time.Second, 4002 * time.Millisecond, 5 * time.Second, 5002 * time.Millisecond,
 	7 * time.Second, 15 * time.Second,
 }
+
+// placeStart is where the pool's claims start their search in this step.
+var placeStart atomic.Int64
 
 // lockstep holds one check: the model, the pool side, and what only the
 // test knows.
@@ -117,7 +127,10 @@ func newLockstep(t *rapid.T) *lockstep {
 // otherwise the pool lives through the same tick, does the same thing and
 // settles, and the copy becomes the model.
 func (ls *lockstep) step(t *rapid.T, pre time.Duration, act func(m *model.Model) (string, func())) {
+	start := rapid.IntRange(0, 11).Draw(t, "placement start") // 12: every pool size up to 4 divides it
 	m := ls.m.Clone()
+	m.PlaceFrom(start)
+	placeStart.Store(int64(start))
 	m.Advance(pre)
 	what, onPool := act(m)
 	if m.Ambiguity() != "" {

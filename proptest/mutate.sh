@@ -20,12 +20,14 @@ pkgs='./proptest ./flame/internal/waitq'
 
 # Each mutation: name, file, perl substitution (applied with perl -0pi).
 mutations=(
-  "ties-to-highest-id|flame/pool.go|s/for _, r := range \*p\.set\.Load\(\) \{/for _, r := range slices.Backward(*p.set.Load()) {/"
+  "ties-to-lowest-id|flame/checkout.go|s/for i, k := placement\.Start\(n\), 0;/for i, k := 0*placement.Start(n), 0;/"
+  "floor-never-lowered|flame/release.go|s/\n\t\tp\.lowerFloor\(wordLoad\(w\)\)//"
+  "floor-not-reset-on-publish|flame/host.go|s/\n\tp\.floor\.Store\(0\)[^\n]*//"
   "lifo|flame/internal/waitq/waitq.go|s/for e := q\.head; e != nil; e = q\.head \{/for e := q.tail; e != nil; e = q.tail {/"
-  "mc-le|flame/pool.go|s/if l := wordLoad\(w\); l < bl \{/if l := wordLoad(w); l <= bl {/"
-  "no-min-replacement-after-crash|flame/pool.go|s/p\.sc\.Removed\(r, ErrRunnerDown, true\)/p.sc.Removed(r, ErrRunnerDown, false)/"
-  "crash-not-reported|flame/pool.go|s/\n\s*p\.sc\.Removed\(r, ErrRunnerDown, true\)//"
-  "retry-always-scheduled|flame/internal/scaler/scaler.go|s/if !s\.retryPending && \([^\n]*\) \{/if !s.retryPending {/"
+  "mc-le|flame/checkout.go|s/if l := wordLoad\(w\); l < bl \{/if l := wordLoad(w); l <= bl {/"
+  "no-min-replacement-after-crash|flame/watch.go|s/p\.sc\.Removed\(r, ErrRunnerDown, true\)/p.sc.Removed(r, ErrRunnerDown, false)/"
+  "crash-not-reported|flame/watch.go|s/\n\s*p\.sc\.Removed\(r, ErrRunnerDown, true\)//"
+  "retry-always-scheduled|flame/internal/scaler/scaler.go|s/if !s\.retryPending && s\.unmet\(\) \{/if !s.retryPending {/"
   "retry-boots-without-demand|flame/internal/scaler/scaler.go|s/(func \(s \*Scaler\) retryFired\(\) \{\n\s*s\.mu\.Lock\(\)\n\s*s\.retryPending = false\n)/\$1\tif s.total() < s.max {\n\t\ts.startBoot(false)\n\t}\n/"
   "idle-kill-without-claim|flame/internal/scaler/scaler.go|s/if gen, ok := s\.idleCandidate\(info\); ok && agree && info\.r\.ClaimIdle\(gen\) \{/if agree {\n\t\tinfo.r.Kill()/"
   "idle-claim-not-atomic|flame/runner.go|s/(func \(r \*runner\) ClaimIdle\(gen uint64\) bool \{\n\s*w := [^\n]*\n)\s*return r\.word\.CompareAndSwap\(w, withState\(w, stDown\)\)/\$1\tif r.word.Load() != w {\n\t\treturn false\n\t}\n\truntime.Gosched()\n\tr.word.Store(withState(w, stDown))\n\treturn true/"

@@ -23,10 +23,18 @@ func (m *Model) checkout(w *Work) {
 
 // claim picks the runner for a new checkout (SPEC §3.2): among the runners that
 // take work (not draining, SPEC §3.8, §3.11) and have a free slot, the least
-// loaded; ties go to the lowest ID. nil when no slot is free.
+// loaded; ties go to the first at or after position start mod n of the n
+// runners by ascending ID, wrapping around (PlaceFrom). nil when no slot is
+// free.
 func (m *Model) claim() *Runner {
+	rs := m.sortedRunners()
+	if len(rs) == 0 {
+		return nil
+	}
+	i := m.start % len(rs)
+	rs = append(rs[i:], rs[:i]...)
 	var best *Runner
-	for _, r := range m.sortedRunners() {
+	for _, r := range rs {
 		if r.Draining || r.Load >= m.cfg.MaxConcurrency {
 			continue
 		}
@@ -36,6 +44,10 @@ func (m *Model) claim() *Runner {
 	}
 	return best
 }
+
+// PlaceFrom sets where claims search from (SPEC §3.2: a random position in
+// the pool; the test fixes the same one for the pool and the model).
+func (m *Model) PlaceFrom(start int) { m.start = start }
 
 // grant gives w a slot on r, and fn starts. Every grant is a checkout
 // (Stats.Checkouts), one to a queued caller a wait too (Stats.Waits).

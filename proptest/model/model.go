@@ -62,6 +62,7 @@ type Model struct {
 	slack    time.Duration // how much earlier the pool may be doing what happens now (clock.go)
 
 	runners map[uint64]*Runner // booted and not yet removed, draining ones included
+	start   int                // where a claim's search for a runner begins (claim, PlaceFrom)
 	boots   map[uint64]*Boot   // pending boots
 	nextID  uint64             // the next runner ID (SPEC §2: IDs increase in boot order)
 
