@@ -80,6 +80,17 @@ var scenarios = []scenario{
 		plot:  func(rs *results) []chart { return gridPlot(rs, "Call", "Call (no-op fn)") },
 	},
 	{
+		key:   "held",
+		title: "Pool size: Call with one slot of two held on every runner (ns/op)",
+		runs: []benchRun{ // goflame only, in package flame: it holds slots with the unexported checkout
+			{pkg: "flame", bench: "BenchmarkCallHeld", quick: "100ms", long: "1s", allCPUs: true},
+		},
+		table: heldTable,
+		plot: func(rs *results) []chart {
+			return gridPlot(rs, "CallHeld", "Call, one slot of two held on each runner")
+		},
+	},
+	{
 		key:   "saturated",
 		title: "Saturated: 256 callers on 4 runners × 2 slots; FIFO probe: 64 callers queued on 1 slot",
 		runs: []benchRun{

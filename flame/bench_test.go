@@ -48,7 +48,7 @@ func BenchmarkCall(b *testing.B) {
 func BenchmarkCallHeld(b *testing.B) {
 	noop := func(context.Context) error { return nil }
 	for _, runners := range []int{4, 64, 512, 2048} {
-		b.Run(fmt.Sprintf("runners=%d", runners), func(b *testing.B) {
+		b.Run(fmt.Sprintf("impl=goflame/runners=%d", runners), func(b *testing.B) {
 			p := benchPool(b, runners, 2)
 			held := make([]*runner, runners)
 			for i := range held {

@@ -20,9 +20,7 @@ pkgs='./proptest ./flame/internal/waitq'
 
 # Each mutation: name, file, perl substitution (applied with perl -0pi).
 mutations=(
-  "ties-to-lowest-id|flame/checkout.go|s/for i, k := placement\.Start\(n\), 0;/for i, k := 0*placement.Start(n), 0;/"
-  "floor-never-lowered|flame/release.go|s/\n\t\tp\.lowerFloor\(wordLoad\(w\)\)//"
-  "floor-not-reset-on-publish|flame/host.go|s/\n\tp\.floor\.Store\(0\)[^\n]*//"
+  "ties-to-lowest-id|flame/checkout.go|s/placement\.(Caller|Start)\(n\)/0*placement.\$1(n)/g"
   "lifo|flame/internal/waitq/waitq.go|s/for e := q\.head; e != nil; e = q\.head \{/for e := q.tail; e != nil; e = q.tail {/"
   "mc-le|flame/checkout.go|s/if l := wordLoad\(w\); l < bl \{/if l := wordLoad(w); l <= bl {/"
   "no-min-replacement-after-crash|flame/watch.go|s/p\.sc\.Removed\(r, ErrRunnerDown, true\)/p.sc.Removed(r, ErrRunnerDown, false)/"
