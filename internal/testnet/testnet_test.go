@@ -4,7 +4,10 @@ package testnet
 
 import (
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -84,4 +87,65 @@ func TestAddAndRemoveHosts(t *testing.T) {
 	assert.NotContains(t, names, added[0].NS)
 	assert.Contains(t, names, added[1].NS)
 	assert.Len(t, nt.Hosts, 3)
+}
+
+func TestPickOctetSkipsSubnetsInUse(t *testing.T) {
+	used := map[int64]bool{}
+	for o := int64(100); o < 200; o++ {
+		used[o] = o != 150
+	}
+	o, err := pickOctet(used, 7)
+	require.NoError(t, err)
+	assert.Equal(t, int64(150), o, "the one free X")
+	o, err = pickOctet(map[int64]bool{110: true}, 10)
+	require.NoError(t, err)
+	assert.Equal(t, int64(111), o, "from 100+from on")
+	o, err = pickOctet(map[int64]bool{199: true}, 99)
+	require.NoError(t, err)
+	assert.Equal(t, int64(100), o, "wrapping around")
+	used[150] = true
+	_, err = pickOctet(used, 0)
+	assert.Error(t, err)
+}
+
+// Nets made one after another while the first lives never share a subnet:
+// the second sees the first's bridge address and picks another X.
+func TestNetsNeverShareASubnet(t *testing.T) {
+	require.NoError(t, Available())
+	seen := map[string]bool{}
+	for range 5 {
+		nt, err := New(0)
+		require.NoError(t, err)
+		defer nt.Close()
+		assert.False(t, seen[nt.ParentIP], "%s given twice", nt.ParentIP)
+		seen[nt.ParentIP] = true
+	}
+}
+
+// A net whose process died (killed before it could Close) is removed by
+// the next New: its namespaces, its bridge and its record.
+func TestNewRemovesNetsOfDeadProcesses(t *testing.T) {
+	require.NoError(t, Available())
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	const prefix = "gfdead01"
+	require.NoError(t, ip("link", "add", prefix+"br", "type", "bridge"))
+	require.NoError(t, ip("netns", "add", prefix+"-h1"))
+	t.Cleanup(func() { // in case the sweep did not
+		_ = ip("netns", "del", prefix+"-h1")
+		_ = ip("link", "del", prefix+"br")
+	})
+	require.NoError(t, os.MkdirAll(stateDir(), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(stateDir(), prefix), []byte(strconv.Itoa(dead.Process.Pid)), 0o600))
+
+	nt, err := New(0)
+	require.NoError(t, err)
+	defer nt.Close()
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	assert.NotContains(t, string(out), prefix+"-h1", "the dead net's namespace")
+	assert.Error(t, ip("link", "show", prefix+"br"), "the dead net's bridge")
+	assert.NoFileExists(t, filepath.Join(stateDir(), prefix))
+	assert.FileExists(t, filepath.Join(stateDir(), nt.Prefix), "the live net's record")
+	require.NoError(t, nt.Close())
+	assert.NoFileExists(t, filepath.Join(stateDir(), nt.Prefix), "Close removes the record")
 }
