@@ -288,10 +288,12 @@ func (s *Scaler) evaluate() {
 			return
 		}
 	} else if s.minDirty && !s.retryPending { // no boot while a retry is pending (SPEC §3.2)
-		s.minDirty = false
 		for s.count() < s.min && s.occupied() < s.max {
 			s.startBoot(true)
 		}
+		// Still short only when boots whose calls outlived their limits
+		// hold the room: their return evaluates again, and Min is met then.
+		s.minDirty = s.count() < s.min
 	}
 	// A boot starts while callers wait beyond what pending boots will serve.
 	for !s.retryPending && s.occupied() < s.max && len(s.pending)*s.mc < waiting {
