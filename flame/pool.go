@@ -154,9 +154,9 @@ func idlePeriod(d time.Duration) time.Duration {
 // Resize changes Min and Max at run time. It validates like NewPool, then
 // applies without waiting: below the new Min runners boot; above the new
 // Max, pending boots are canceled (newest first), idle runners shut down
-// (highest ID first) and busy ones drain (least loaded first: no new
-// checkouts, shut down when empty). Queued callers are served as room
-// appears.
+// (highest ID first) and busy ones drain (least loaded first, ties highest
+// ID first: no new checkouts, shut down when empty). Queued callers are
+// served as room appears.
 func (p *Pool) Resize(min, max int) error {
 	if err := checkBounds(min, max); err != nil {
 		return err

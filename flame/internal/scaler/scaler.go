@@ -563,7 +563,7 @@ func (s *Scaler) checkIdle(info *runnerInfo) {
 // min runners beyond a lower Min become ordinary runners (highest ID
 // first), whose idle period starts now; above a lower Max, pending boots
 // are canceled (newest first), then idle runners shut down (highest ID
-// first), then busy runners drain (least loaded first).
+// first), then busy runners drain (least loaded first, ties highest ID first).
 func (s *Scaler) Resize(min, max int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
