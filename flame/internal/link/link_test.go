@@ -177,3 +177,30 @@ func closeOnExec(t *testing.T, f *os.File) bool {
 	require.Zero(t, errno, "fcntl(F_GETFD): %v", errno)
 	return flags&syscall.FD_CLOEXEC != 0
 }
+
+// Lane refuses a LANE frame that came without its socket.
+func TestLaneWithoutASocketIsErrNoSocket(t *testing.T) {
+	a, _ := pair(t)
+	_, err := a.Lane(7, nil)
+	require.ErrorIs(t, err, ErrNoSocket)
+	assert.Contains(t, err.Error(), "lane 7")
+}
+
+// A frame whose bytes are already buffered is returned without waiting for
+// more: frames written back to back in one write are read one by one, and
+// the last one does not wait for a byte that never comes.
+func TestBufferedFramesAreReadWithoutWaiting(t *testing.T) {
+	a, b := pair(t)
+	var frames []byte
+	for i := range 3 {
+		frames = wire.AppendFrame(frames, wire.Ping, []byte(fmt.Sprint(i)))
+	}
+	require.NoError(t, a.Write(frames))
+	b.SetTimeout(time.Second) // a read that waits for more fails
+	for i := range 3 {
+		typ, p, _, err := b.ReadFrame(64)
+		require.NoError(t, err, "frame %d", i)
+		assert.Equal(t, wire.Ping, typ)
+		assert.Equal(t, fmt.Sprint(i), string(p))
+	}
+}
