@@ -34,8 +34,8 @@ all=(
   "flame/internal/clock pkg"
   "flame/internal/scaler pkg"
   "flame/internal/wire pkg"
-  "flame/internal/link pkg"
-  "flame/internal/session pkg"
+  "flame/internal/link int"
+  "flame/internal/session int"
   "internal/placement pkg"
   "flame/internal/tcplink int"
   "flame pkg"
@@ -51,7 +51,7 @@ for entry in "${all[@]}"; do
   fi
   log="$out/$(echo "$pkg" | tr / _).log"
   flags=(--workers 1 --timeout-coefficient 10)
-  [ "$mode" = int ] && flags+=(-i)
+  [ "$mode" = int ] && flags+=(-i --coverpkg ./...)
   dir=$root
   [ "$pkg" = kube ] && dir=$root/kube && pkg=.
   start=$(date +%s)

@@ -59,16 +59,13 @@ type Parent struct {
 // their call ends.
 const maxIdleLanes = 256
 
-// maxKeptCallBuffer is the largest CALL buffer a lane keeps for reuse.
-const maxKeptCallBuffer = 64 << 10
-
 // lane is the parent's end of one lane.
 type lane struct {
 	id    uint64
 	conn  net.Conn
 	r     *bufio.Reader
 	calls uint64 // calls sent on it so far: the number CANCEL names
-	buf   []byte // the last CALL frame's buffer, for reuse
+	buf   []byte // the last CALL head (header and fields before the arguments), for reuse: a few hundred bytes at most
 }
 
 // Open runs the handshake on t: the runner's HELLO (which cfg.Check
@@ -193,9 +190,6 @@ func (p *Parent) Call(m wire.CallMsg, onCancel func(send func()) (stop func() bo
 	seq := ln.calls
 	ln.buf = wire.AppendCallHead(ln.buf[:0], m)
 	err = wire.WriteParts(ln.conn, ln.buf, m.Args)
-	if cap(ln.buf) > maxKeptCallBuffer {
-		ln.buf = nil
-	}
 	if err != nil {
 		p.dropLane(ln)
 		return nil, nil, p.failed("sending the call", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"syscall"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,4 +274,38 @@ func TestSessionReleasesAResultOnceSent(t *testing.T) {
 	require.Nil(t, em)
 	assert.True(t, bytes.Equal(big, res), "the result was reused before it was sent")
 	<-released
+}
+
+// A refusal reads as one: the runner's reason, said to be a refusal.
+func TestRefusedErrorSaysTheRunnerRefused(t *testing.T) {
+	err := &RefusedError{Code: wire.CodeVersionSkew, Message: "parent and runner are different builds"}
+	assert.Equal(t, "runner refused to start: parent and runner are different builds", err.Error())
+}
+
+// Lanes that finish their calls are kept for reuse up to maxIdleLanes; one
+// more is closed, so a burst of concurrent calls leaves a bounded number of
+// connections open.
+func TestSessionKeepsAtMostMaxIdleLanes(t *testing.T) {
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(maxIdleLanes + 1)
+	p, _, _ := pair(t, func(ctx context.Context, m wire.CallMsg) ([]byte, *wire.ErrorMsg) {
+		started.Done()
+		<-release
+		return nil, nil
+	})
+	var calls sync.WaitGroup
+	for range maxIdleLanes + 1 {
+		calls.Go(func() {
+			_, _, err := p.Call(wire.CallMsg{ID: "hold"}, noCancel)
+			assert.NoError(t, err)
+		})
+	}
+	started.Wait() // every call runs, each on a lane of its own
+	close(release)
+	calls.Wait()
+	p.laneMu.Lock()
+	defer p.laneMu.Unlock()
+	assert.Len(t, p.free, maxIdleLanes, "idle lanes kept")
+	assert.Len(t, p.lanes, maxIdleLanes, "lanes open")
 }
