@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
