@@ -204,3 +204,22 @@ func TestBufferedFramesAreReadWithoutWaiting(t *testing.T) {
 		assert.Equal(t, fmt.Sprint(i), string(p))
 	}
 }
+
+// A peer that sends more sockets in one message than a read takes (the
+// protocol sends one per LANE frame) is refused, not half-served: the
+// kernel would have dropped the sockets that did not fit.
+func TestTooManySocketsInOneReadIsAnError(t *testing.T) {
+	a, b := pair(t)
+	var fds []int
+	for range 2 * maxFDsPerRead {
+		f, err := os.Open(os.DevNull)
+		require.NoError(t, err)
+		defer f.Close()
+		fds = append(fds, int(f.Fd()))
+	}
+	_, _, err := a.c.WriteMsgUnix(wire.AppendFrame(nil, wire.Ping, nil), syscall.UnixRights(fds...), nil)
+	require.NoError(t, err)
+	_, _, _, err = b.ReadFrame(64)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "too many sockets in one read")
+}
