@@ -43,14 +43,7 @@ func (pr *probe) handle(ctx context.Context, m wire.CallMsg) ([]byte, *wire.Erro
 // and the parent's end.
 func serveTestLane(t *testing.T, pr *probe) (*runnerLane, net.Conn) {
 	t.Helper()
-	r := &runner{cfg: ServeConfig{Runner: 1, MaxMsg: 1 << 20, Handle: noRelease(pr.handle)}, lanes: make(map[uint64]*runnerLane)}
-	r.ctx, r.cancel = context.WithCancelCause(context.Background())
-	near, far := net.Pipe()
-	ln := &runnerLane{r: r, id: 1, conn: far}
-	r.lanes[1] = ln
-	done := make(chan struct{})
-	go func() { ln.serve(); close(done) }()
-	t.Cleanup(func() { near.Close(); <-done; r.cancel(nil) })
+	_, ln, near, _ := laneOf(t, pr.handle)
 	return ln, near
 }
 
