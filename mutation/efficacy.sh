@@ -26,6 +26,10 @@ if [ ! -x "$gremlins" ]; then
   go install github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0 || exit 1
 fi
 mkdir -p "$out"
+# gremlins derives each mutant's timeout from its coverage run: a run that
+# go test serves from its cache would make every timeout a fraction of a
+# real run, and mutants would "time out" instead of being judged.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-count=1"
 
 # package path (from the repository root) and mode: pkg (its own tests) or
 # int (the module's whole suite: the package is tested through another one).
@@ -56,6 +60,9 @@ for entry in "${all[@]}"; do
   [ "$pkg" = kube ] && dir=$root/kube && pkg=.
   start=$(date +%s)
   (cd "$dir" && "$gremlins" unleash "${flags[@]}" "./$pkg") >"$log" 2>&1
+  # A mutant that hung its tests can leave their binary running after
+  # gremlins gave up on it (and the runner processes it started).
+  pkill -9 -f "${TMPDIR:-/tmp}/gremlins-" 2>/dev/null
   secs=$(($(date +%s) - start))
   k=$(sed -n 's/^Killed: \([0-9]*\), Lived: \([0-9]*\), Not covered: \([0-9]*\).*/\1 \2 \3/p' "$log")
   t=$(sed -n 's/^Timed out: \([0-9]*\),.*/\1/p' "$log")
