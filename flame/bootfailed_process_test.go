@@ -23,6 +23,7 @@ import (
 // ErrBootFailed, wrapping the reason and saying what to do, long before
 // BootTimeout, and no retry follows.
 func TestProcessBootsThatCannotSucceedFailFast(t *testing.T) {
+	slowInShort(t)
 	sh, err := exec.LookPath("sh")
 	require.NoError(t, err)
 	notExec := filepath.Join(t.TempDir(), "app")

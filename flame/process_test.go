@@ -370,6 +370,7 @@ func TestProcessCancellationReachesHandler(t *testing.T) {
 }
 
 func TestProcessDeadlineReachesHandler(t *testing.T) {
+	slowInShort(t)
 	p, _ := procPool(t, flame.Config{Max: 1}, flame.ProcessBackend{})
 	// Boot first, so the limit below is spent in the handler.
 	_, err := pidFn.Call(context.Background(), p, struct{}{})
@@ -465,6 +466,7 @@ func TestProcessRetryAfterRunnerDownNeverReachesTheDeadRunner(t *testing.T) {
 }
 
 func TestProcessIdleRunnersExitAndAreReaped(t *testing.T) {
+	slowInShort(t)
 	shrunk := make(chan flame.ShrinkEvent, 4)
 	p, _ := procPool(t, flame.Config{Max: 2, MaxConcurrency: 1, IdleShutdownAfter: 150 * time.Millisecond,
 		OnShrink: func(ev flame.ShrinkEvent) { shrunk <- ev }}, flame.ProcessBackend{})
@@ -528,6 +530,7 @@ func TestProcessCloseLeavesNoChildBehind(t *testing.T) {
 }
 
 func TestProcessCloseTerminatesRunnerThatIgnoresCancel(t *testing.T) {
+	slowInShort(t)
 	logs := &capture{}
 	p, err := flame.NewPool(flame.Config{Name: "stuck", Max: 1, BootTimeout: 20 * time.Second,
 		ShutdownTimeout: 200 * time.Millisecond, Backend: flame.ProcessBackend{Logger: slog.New(logs), Env: []string{raceQuickExit()}}})
@@ -717,6 +720,7 @@ func TestProcessOutputGoesToLogger(t *testing.T) {
 }
 
 func TestProcessRunnersDieWithParent(t *testing.T) {
+	slowInShort(t)
 	for _, how := range []string{"killed", "stopped"} {
 		t.Run(how, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0])
@@ -891,6 +895,7 @@ func TestProcessPoolLeavesNoGoroutineAfterClose(t *testing.T) {
 }
 
 func TestProcessShutdownEscalatesToSIGKILL(t *testing.T) {
+	slowInShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	node, err := flame.ProcessBackend{Logger: slog.New(&capture{}), Env: []string{raceQuickExit()}}.Boot(ctx, flame.RunnerSpec{Pool: "wedged", ID: 1})
@@ -970,4 +975,13 @@ func TestProcessManyConcurrentCallsWithCancels(t *testing.T) {
 	// first use. A leaked lane would be hundreds.
 	fds := openFDs(t)
 	require.LessOrEqual(t, fds, fds0+4, "%d descriptors open after Close, %d before the pool", fds, fds0)
+}
+
+// slowInShort skips a test that waits seconds on real processes, sockets
+// and timeouts when -short asks for a quick run; CI runs the full suite.
+func slowInShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("waits on real processes and timeouts: run without -short")
+	}
 }

@@ -136,6 +136,7 @@ func (d *detached) Remove(ctx context.Context) error {
 // Runners on other hosts reach the parent over the network, and the pool
 // scales from zero to a runner per host and back to zero.
 func TestRemoteRunnersOnOtherHosts(t *testing.T) {
+	slowInShort(t)
 	nt := hosts(t, 2)
 	be := &flame.RemoteBackend{Listen: nt.ParentIP + ":0", Launcher: &hostLauncher{nt: nt}}
 	p, _ := remotePool(t, flame.Config{Max: 2, MaxConcurrency: 1, IdleShutdownAfter: 300 * time.Millisecond}, be)
@@ -167,6 +168,7 @@ func TestRemoteRunnersOnOtherHosts(t *testing.T) {
 // runner exits on its own side, and the pool serves again from another
 // host.
 func TestRemotePartitionMidCall(t *testing.T) {
+	slowInShort(t)
 	nt := hosts(t, 2)
 	be := &flame.RemoteBackend{Listen: nt.ParentIP + ":0", Launcher: &hostLauncher{nt: nt, detached: true}, KeepAlive: 250 * time.Millisecond}
 	p, _ := remotePool(t, flame.Config{Max: 1, MaxConcurrency: 1, ShutdownTimeout: 10 * time.Second}, be)

@@ -168,6 +168,7 @@ func TestRemoteRunnersServeEveryKindOfWork(t *testing.T) {
 // From zero to N runners under a burst, and back to zero: the listener is
 // open only while there are runners.
 func TestRemotePoolScalesFromZeroToNAndBack(t *testing.T) {
+	slowInShort(t)
 	be := &flame.RemoteBackend{}
 	shrunk := make(chan flame.ShrinkEvent, 8)
 	p, _ := remotePool(t, flame.Config{Max: 3, MaxConcurrency: 1, IdleShutdownAfter: 300 * time.Millisecond,
@@ -273,6 +274,7 @@ func tlsConn(t *testing.T, addr string) *tls.Conn {
 // a wrong token, a frame that is not AUTH, an oversized frame, and a
 // client that never finishes its handshake.
 func TestRemoteListenerRefusesHostileClients(t *testing.T) {
+	slowInShort(t)
 	const hs = 500 * time.Millisecond
 	be := &flame.RemoteBackend{HandshakeTimeout: hs}
 	p, logs := remotePool(t, flame.Config{Min: 1, Max: 1}, be)
@@ -366,6 +368,7 @@ func binaryUvarint(x uint64) []byte {
 // number of goroutines, are all closed within the handshake deadline, and
 // leave the pool serving.
 func TestRemoteListenerBoundsStalledHandshakes(t *testing.T) {
+	slowInShort(t)
 	const hs = time.Second
 	be := &flame.RemoteBackend{HandshakeTimeout: hs, MaxHandshakes: 32}
 	p, _ := remotePool(t, flame.Config{Min: 1, Max: 1}, be)
@@ -436,6 +439,7 @@ func (l firstOnly) Launch(ctx context.Context, spec flame.LaunchSpec) (flame.Ins
 // A launch token expires with its boot: a runner that comes after the boot
 // gave up on it is refused, though the listener is the same.
 func TestRemoteTokenExpiresWithItsBoot(t *testing.T) {
+	slowInShort(t)
 	rec := &recLauncher{inner: firstOnly{flame.CommandLauncher{Env: []string{raceQuickExit()}}}}
 	be := &flame.RemoteBackend{Launcher: rec}
 	p, _ := remotePool(t, flame.Config{Min: 1, Max: 2, MaxConcurrency: 1, BootTimeout: 500 * time.Millisecond}, be)
