@@ -177,7 +177,10 @@ func TestPoolScalesFromZeroToNPodsAndBack(t *testing.T) {
 		"the idle runners' pods are not deleted")
 	require.Eventually(t, func() bool { return a.e.Node.Running() == 0 }, time.Minute, 20*time.Millisecond,
 		"runner processes still run")
-	assert.Empty(t, a.backend.ListenAddr(), "the listener is closed with no runner")
+	// The last node releases the listener once its pod's deletion is
+	// confirmed, a moment after the pod leaves the API's list.
+	assert.Eventually(t, func() bool { return a.backend.ListenAddr() == "" }, time.Minute, 20*time.Millisecond,
+		"the listener is closed with no runner")
 }
 
 // A runner pod deleted by someone else mid-call fails the call at once
