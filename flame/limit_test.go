@@ -38,16 +38,23 @@ func TestLimitStartsNoEarlierThanTheCallUnderCPULoad(t *testing.T) {
 		wg.Go(func() {
 			for range 25 {
 				entered := time.Now()
-				var deadline time.Time
+				var deadline, checked time.Time
 				var entryErr error
 				err := p.Call(context.Background(), func(ctx context.Context) error {
 					deadline, _ = ctx.Deadline()
 					entryErr = ctx.Err()
+					checked = time.Now()
 					burn(10 * time.Millisecond)
 					return nil
 				}, WithTimeout(limit))
-				if !assert.NoError(t, err, "call failed: %v (fn's ctx at entry: %v)", err, entryErr) ||
-					!assert.NoError(t, entryErr, "call failed: %v (fn's ctx at entry: %v)", err, entryErr) {
+				if !assert.NoError(t, err) {
+					return
+				}
+				// A caller descheduled for longer than the limit may find
+				// it expired at entry; that is right only once the
+				// deadline has truly passed.
+				if entryErr != nil && !assert.False(t, checked.Before(deadline),
+					"fn's ctx said %v at %v, before its deadline", entryErr, deadline.Sub(checked)) {
 					return
 				}
 				mu.Lock()
