@@ -6,6 +6,8 @@
 #
 #   mutation/efficacy.sh                         # every library package
 #   mutation/efficacy.sh flame/internal/waitq    # some (paths from the repository root)
+#   ONLY="checkout.go release.go" mutation/efficacy.sh flame
+#                                                # some files of one package
 #
 # Efficacy is killed ÷ (killed + lived); mutator coverage is (killed +
 # lived) ÷ all mutants (the rest no test even runs). A timed-out mutant
@@ -42,7 +44,7 @@ all=(
   "flame/internal/session int"
   "internal/placement pkg"
   "flame/internal/tcplink int"
-  "flame pkg"
+  "flame int"
   "kube pkg"
 )
 
@@ -56,6 +58,15 @@ for entry in "${all[@]}"; do
   log="$out/$(echo "$pkg" | tr / _).log"
   flags=(--workers 1 --timeout-coefficient 10)
   [ "$mode" = int ] && flags+=(-i --coverpkg ./...)
+  if [ -n "${ONLY:-}" ]; then
+    # Mutate only the named files: every other file of the package, and
+    # its sub-packages, is excluded (gremlins matches paths by regexp).
+    flags+=(-E "/")
+    for f in "$root/$pkg"/*.go; do
+      f=$(basename "$f")
+      [[ $f == *_test.go || " $ONLY " == *" $f "* ]] || flags+=(-E "^${f//./\\.}\$")
+    done
+  fi
   dir=$root
   [ "$pkg" = kube ] && dir=$root/kube && pkg=.
   start=$(date +%s)
