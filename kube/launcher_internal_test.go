@@ -187,6 +187,7 @@ func TestAwaitScaleUpKeepsUnschedulablePodsPending(t *testing.T) {
 func TestLabelValueAndDNSLabel(t *testing.T) {
 	assert.Equal(t, "a-b_c.d", labelValue("a/b_c.d"))
 	assert.Equal(t, "x", labelValue("--x__"))
+	assert.Equal(t, "A-Z-a-z-0-9", labelValue("A@Z[a`z{0/9:"), "the characters either side of each range are replaced")
 	assert.Len(t, labelValue(strings.Repeat("a", 100)), 63)
 	assert.Equal(t, "my-pool-v2", dnsLabel("My_Pool.v2"))
 	assert.LessOrEqual(t, len(dnsLabel(strings.Repeat("Ab", 50))), 40)

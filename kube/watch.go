@@ -183,7 +183,7 @@ func podEnded(pod *corev1.Pod, awaitScaleUp bool) error {
 			}
 		}
 		if c := disruption(pod); c != nil {
-			e.Message = strings.TrimSpace(e.Message + " (" + c.Reason + ": " + c.Message + ")")
+			e.Message = strings.TrimSpace(strings.TrimSpace(e.Message) + " (" + c.Reason + ": " + c.Message + ")")
 		}
 		if e.Reason == "" {
 			e.Reason = string(pod.Status.Phase)
@@ -249,10 +249,10 @@ func (in *instance) Remove(ctx context.Context) error {
 		opts.GracePeriodSeconds = &s
 	}
 	err := in.l.Client.CoreV1().Pods(in.ns).Delete(ctx, in.name, opts)
-	switch {
-	case apierrors.IsNotFound(err):
+	if apierrors.IsNotFound(err) {
 		return nil
-	case err != nil:
+	}
+	if err != nil {
 		return apiError(err, "delete", "pods", in.ns)
 	}
 	select {
