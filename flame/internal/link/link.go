@@ -12,9 +12,9 @@ package link
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -181,41 +181,35 @@ func (c *Control) fill(n int) error {
 	if c.w-c.r >= n {
 		return nil
 	}
-	if c.r > 0 { // move the unparsed bytes to the front
-		c.w = copy(c.buf, c.buf[c.r:c.w])
-		c.r = 0
-	}
-	if n > len(c.buf) {
-		c.buf = append(c.buf, make([]byte, n-len(c.buf))...)
-	}
-	for c.w < n {
+	// Move the unparsed bytes to the front, with room for n in all.
+	unparsed := c.buf[c.r:c.w]
+	c.buf = slices.Grow(c.buf[:0], n)
+	c.buf = c.buf[:cap(c.buf)]
+	c.w = copy(c.buf, unparsed)
+	c.r = 0
+	for {
 		_ = c.c.SetReadDeadline(c.deadline())
+		// A stream socket's read of nothing is io.EOF, which ReadMsgUnix
+		// reports itself; the buffer always has room here.
 		k, oobn, flags, _, err := c.c.ReadMsgUnix(c.buf[c.w:], c.oob)
-		if oobn > 0 {
-			if perr := c.keep(c.oob[:oobn]); perr != nil && err == nil {
-				err = perr
-			}
-		}
+		c.keep(c.oob[:oobn])
 		if err == nil && flags&syscall.MSG_CTRUNC != 0 {
 			err = errors.New("link: too many sockets in one read")
 		}
-		if err == nil && k == 0 {
-			err = io.EOF
-		}
-		c.w += k
 		if err != nil {
 			return err
 		}
+		if c.w += k; c.w >= n {
+			return nil
+		}
 	}
-	return nil
 }
 
-// keep queues the sockets in a read's control messages.
-func (c *Control) keep(oob []byte) error {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return fmt.Errorf("link: control message: %w", err)
-	}
+// keep queues the sockets in a read's control messages. The kernel builds
+// them: one it cannot parse does not happen, and would leave its LANE
+// frame without a socket (ErrNoSocket).
+func (c *Control) keep(oob []byte) {
+	msgs, _ := syscall.ParseSocketControlMessage(oob)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range msgs {
@@ -231,16 +225,16 @@ func (c *Control) keep(oob []byte) error {
 			}
 		}
 	}
-	return nil
 }
 
-func (c *Control) claim() (int, bool) {
+// claim takes the oldest socket received and not yet claimed.
+func (c *Control) claim() (fd int, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.fds) == 0 {
-		return -1, false
+		return 0, false
 	}
-	fd := c.fds[0]
+	fd = c.fds[0]
 	c.fds = c.fds[1:]
 	return fd, true
 }

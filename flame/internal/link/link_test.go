@@ -223,3 +223,30 @@ func TestTooManySocketsInOneReadIsAnError(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "too many sockets in one read")
 }
+
+// A frame split across writes, its header included, is read whole: the
+// reader keeps the part it has, after a frame it already returned, and
+// waits for the rest.
+func TestFrameSplitAcrossWritesIsReadWhole(t *testing.T) {
+	a, b := pair(t)
+	first := wire.AppendFrame(nil, wire.Ping, []byte("one"))
+	second := wire.AppendFrame(nil, wire.Hello, bytes.Repeat([]byte("2"), 5000))
+	cut := wire.HeaderLen - 2
+	require.NoError(t, a.Write(append(first, second[:cut]...)))
+	typ, p, _, err := b.ReadFrame(1 << 20)
+	require.NoError(t, err)
+	assert.Equal(t, wire.Ping, typ)
+	assert.Equal(t, "one", string(p))
+
+	got := make(chan error, 1)
+	go func() {
+		typ, p, _, err := b.ReadFrame(1 << 20)
+		if err == nil && (typ != wire.Hello || !bytes.Equal(p, second[wire.HeaderLen:])) {
+			err = fmt.Errorf("read %s with %d bytes, not the HELLO frame sent", typ, len(p))
+		}
+		got <- err
+	}()
+	require.NoError(t, a.Write(second[cut:cut+100]))
+	require.NoError(t, a.Write(second[cut+100:]))
+	require.NoError(t, <-got)
+}
