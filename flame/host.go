@@ -18,8 +18,7 @@ func (h *host) Boot(b scaler.Boot) {
 	p := (*Pool)(h)
 	p.wg.Go(func() {
 		out := p.bootRunner(b.Ctx, b.ID, b.Count, true)
-		switch {
-		case out.late != nil:
+		if out.late != nil {
 			// The boot failed at BootTimeout, but its Backend.Boot call
 			// still runs and keeps its room under Max until it returns.
 			p.sc.BootOverdue(b.ID, out.err)
@@ -27,12 +26,14 @@ func (h *host) Boot(b scaler.Boot) {
 				<-out.late
 				p.sc.BootDone(b.ID, nil, out.err)
 			}()
-		case out.err != nil:
-			p.sc.BootDone(b.ID, nil, out.err)
-		default:
-			p.sc.BootDone(b.ID, out.r, nil)
-			p.watch(out.r)
+			return
 		}
+		if out.err != nil {
+			p.sc.BootDone(b.ID, nil, out.err)
+			return
+		}
+		p.sc.BootDone(b.ID, out.r, nil)
+		p.watch(out.r)
 	})
 }
 
