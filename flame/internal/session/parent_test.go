@@ -309,3 +309,12 @@ func TestSessionKeepsAtMostMaxIdleLanes(t *testing.T) {
 	assert.Len(t, p.free, maxIdleLanes, "idle lanes kept")
 	assert.Len(t, p.lanes, maxIdleLanes, "lanes open")
 }
+
+// A side gives the other up after three keepalive periods without a
+// frame, and never sooner than a second (a short keepalive on a busy
+// machine would otherwise drop live peers).
+func TestKeepAliveTimeoutIsThreePeriodsAtLeastASecond(t *testing.T) {
+	assert.Equal(t, 6*time.Second, KeepAliveTimeout(2*time.Second))
+	assert.Equal(t, 45*time.Second, KeepAliveTimeout(15*time.Second))
+	assert.Equal(t, time.Second, KeepAliveTimeout(100*time.Millisecond))
+}
