@@ -67,15 +67,21 @@ for entry in "${all[@]}"; do
       [[ $f == *_test.go || " $ONLY " == *" $f "* ]] || flags+=(-E "^${f//./\\.}\$")
     done
   fi
-  dir=$root
+  dir=$root work=auto
   if [ "$pkg" = kube ]; then
-    # The Kubernetes module; its example program is not library code (it
-    # needs a real cluster's deployment, and no test runs it).
-    dir=$root/kube pkg=.
+    # The Kubernetes module. gremlins copies a module into a temporary
+    # directory, where kube's go.mod replacements (../) would point at
+    # nothing: it mutates a copy whose replacements point at this checkout.
+    # The example program is not library code (it needs a real cluster's
+    # deployment, and no test runs it).
+    dir=$out/kube-module pkg=. work=off
+    rm -rf "$dir" && cp -r "$root/kube" "$dir"
+    (cd "$dir" && go mod edit -replace "github.com/goflame/goflame=$root" \
+      -replace "github.com/goflame/goflame/internal/kubetest=$root/internal/kubetest") || exit 1
     flags+=(-E '^examples/')
   fi
   start=$(date +%s)
-  (cd "$dir" && "$gremlins" unleash "${flags[@]}" "./$pkg") >"$log" 2>&1
+  (cd "$dir" && GOWORK=$work "$gremlins" unleash "${flags[@]}" "./$pkg") >"$log" 2>&1
   # A mutant that hung its tests can leave their binary running after
   # gremlins gave up on it (and the runner processes it started).
   pkill -9 -f "${TMPDIR:-/tmp}/gremlins-" 2>/dev/null
