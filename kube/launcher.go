@@ -225,10 +225,7 @@ func labelValue(s string) string {
 		}
 	}
 	v := b.String()
-	if len(v) > 63 {
-		v = v[:63]
-	}
-	return strings.Trim(v, "-_.")
+	return strings.Trim(v[:min(len(v), 63)], "-_.")
 }
 
 // labelChar reports whether a label value may hold r.
@@ -240,10 +237,7 @@ func labelChar(r rune) bool {
 func dnsLabel(s string) string {
 	v := strings.ToLower(labelValue(s))
 	v = strings.NewReplacer("_", "-", ".", "-").Replace(v)
-	if len(v) > 40 {
-		v = v[:40]
-	}
-	return strings.Trim(v, "-")
+	return strings.Trim(v[:min(len(v), 40)], "-")
 }
 
 // runnerPod is the pod of one runner, from the parent pod's container.

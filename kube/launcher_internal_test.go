@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +207,15 @@ func TestNewBackendNeedsThePodIP(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ":7300", be.Listen)
 	assert.Equal(t, "10.1.2.3", be.Advertise)
+	for _, port := range []int{-1, 65536} {
+		_, err = NewBackend(&Launcher{}, port)
+		assert.ErrorIs(t, err, flame.ErrInvalidConfig, "port %d", port)
+	}
+	for _, port := range []int{0, 65535} { // 0: any free port
+		be, err = NewBackend(&Launcher{}, port)
+		require.NoError(t, err, "port %d", port)
+		assert.Equal(t, ":"+strconv.Itoa(port), be.Listen)
+	}
 }
 
 // A pod deleted by someone else is gone at once, "deleted", with who took
