@@ -257,3 +257,12 @@ func TestPodEndedNamesTheDisruption(t *testing.T) {
 	assert.Equal(t, "Evicted", gone.Reason)
 	assert.Equal(t, "low on memory (TerminationByKubelet: node pressure)", gone.Message)
 }
+
+// A PodGoneError's text gives the exit code and the message only when
+// there is one.
+func TestPodGoneErrorText(t *testing.T) {
+	assert.Equal(t, "pod p: deleted", (&PodGoneError{Pod: "p", Reason: "deleted"}).Error())
+	assert.Equal(t, "pod p: OOMKilled (exit code 137)", (&PodGoneError{Pod: "p", Reason: "OOMKilled", ExitCode: 137}).Error())
+	assert.Equal(t, "pod p: Evicted: low on memory", (&PodGoneError{Pod: "p", Reason: "Evicted", Message: "low on memory"}).Error())
+	assert.Equal(t, "pod p: Error (exit code 3): bye", (&PodGoneError{Pod: "p", Reason: "Error", ExitCode: 3, Message: "bye"}).Error())
+}
