@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -106,6 +107,14 @@ func TestParentPodFromTheDownwardAPI(t *testing.T) {
 func fakeLauncher(t *testing.T) (*Launcher, *fake.Clientset) {
 	parent := parentPod()
 	client := fake.NewClientset(parent)
+	var made int
+	client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod); pod.Name == "" {
+			made++ // the fake has no generateName
+			pod.Name = pod.GenerateName + strconv.Itoa(made)
+		}
+		return false, nil, nil
+	})
 	l := &Launcher{Client: client, PodName: parent.Name, Namespace: parent.Namespace}
 	t.Cleanup(func() {
 		l.mu.Lock()
@@ -176,12 +185,15 @@ func TestRemoveDeletesWithTheGracePeriod(t *testing.T) {
 		opts = a.(k8stesting.DeleteActionImpl).DeleteOptions
 		return false, nil, nil // the tracker deletes it
 	})
+	other := launched(t, l)
 	require.NoError(t, in.Remove(context.Background()))
+	assert.NotContains(t, in.w.pods, in.name, "the watch still follows a removed pod")
+	assert.Contains(t, in.w.pods, other.name, "removing one pod stopped following another")
 	require.NotNil(t, opts.GracePeriodSeconds)
 	assert.Equal(t, int64(7), *opts.GracePeriodSeconds)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	assert.Zero(t, l.running, "a removed pod is still counted out")
+	assert.Equal(t, 1, l.running, "a removed pod is still counted out")
 }
 
 // A pod already gone is removed; a refused deletion says so; a deletion
@@ -265,4 +277,36 @@ func TestPodGoneErrorText(t *testing.T) {
 	assert.Equal(t, "pod p: OOMKilled (exit code 137)", (&PodGoneError{Pod: "p", Reason: "OOMKilled", ExitCode: 137}).Error())
 	assert.Equal(t, "pod p: Evicted: low on memory", (&PodGoneError{Pod: "p", Reason: "Evicted", Message: "low on memory"}).Error())
 	assert.Equal(t, "pod p: Error (exit code 3): bye", (&PodGoneError{Pod: "p", Reason: "Error", ExitCode: 3, Message: "bye"}).Error())
+}
+
+// A failed pod's own reason wins over its container's, unless it is the
+// generic "Error"; the container's termination message replaces the
+// pod's, when it has one.
+func TestPodEndedPrefersTheSpecificReason(t *testing.T) {
+	failed := func(reason, message string, term corev1.ContainerStateTerminated) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{
+			Phase: corev1.PodFailed, Reason: reason, Message: message,
+			ContainerStatuses: []corev1.ContainerStatus{
+				{State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}, // a sidecar
+				{State: corev1.ContainerState{Terminated: &term}},
+			},
+		}}
+	}
+	for _, tc := range []struct {
+		name            string
+		pod             *corev1.Pod
+		reason, message string
+	}{
+		{"evicted", failed("Evicted", "low on memory", corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 137}), "Evicted", "low on memory"},
+		{"generic", failed("Error", "", corev1.ContainerStateTerminated{Reason: "OOMKilled", ExitCode: 137}), "OOMKilled", ""},
+		{"message", failed("", "", corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 2, Message: " panic: boom\n"}), "Error", "panic: boom"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gone *PodGoneError
+			require.ErrorAs(t, podEnded(tc.pod, false), &gone)
+			assert.Equal(t, tc.reason, gone.Reason)
+			assert.Equal(t, tc.message, gone.Message)
+			assert.Equal(t, int32(tc.pod.Status.ContainerStatuses[1].State.Terminated.ExitCode), gone.ExitCode)
+		})
+	}
 }
