@@ -1,6 +1,7 @@
 package flame
 
 import (
+	"math"
 	"time"
 
 	"github.com/goflame/goflame/flame/internal/clock"
@@ -26,7 +27,7 @@ func (p *Pool) sweep() {
 	p.q.Lock()
 	defer p.q.Unlock()
 	now := p.clock.Exact()
-	next := int64(0)
+	next := int64(math.MaxInt64) // the earliest deadline left; MaxInt64: none
 	p.q.Each(func(e *waitq.Elem[*waiter]) {
 		// An if chain rather than a switch: mutation testing sees the
 		// coverage of statements, and a case's condition is none.
@@ -39,12 +40,10 @@ func (p *Pool) sweep() {
 			w.ch <- expiredMark
 			return
 		}
-		if next == 0 || w.deadline < next {
-			next = w.deadline
-		}
+		next = min(next, w.deadline)
 	})
 	p.sweepAt = 0
-	if next != 0 {
+	if next != math.MaxInt64 { // a budget that saturated needs no timer
 		p.armSweep(next)
 	}
 	p.queueLeft()
