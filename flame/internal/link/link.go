@@ -210,6 +210,9 @@ func (c *Control) fill(n int) error {
 // frame without a socket (ErrNoSocket).
 func (c *Control) keep(oob []byte) {
 	msgs, _ := syscall.ParseSocketControlMessage(oob)
+	if len(msgs) == 0 {
+		return // most reads carry no socket: no lock for them
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range msgs {
