@@ -87,9 +87,8 @@ func (c *callCtx) Value(key any) any {
 	if key == (runnerIDKey{}) {
 		return c.runner
 	}
-	if c.timed.Load() == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
-		return c.arm().Value(key) // context.Cause looks here: past the deadline, say so
-	}
+	// context.Cause calls Err first, which arms the timer once the deadline
+	// has passed, so the cause is found here.
 	return c.active().Value(key)
 }
 

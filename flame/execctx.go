@@ -82,12 +82,10 @@ func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit 
 }
 
 // addLimit is start + limit, saturated rather than wrapped for a huge
-// finite limit.
+// finite limit. Readings are never negative (time since the clock's
+// epoch), so MaxInt64 - start cannot overflow.
 func addLimit(start, limit int64) int64 {
-	if d := start + limit; d >= start {
-		return d
-	}
-	return math.MaxInt64
+	return start + min(limit, math.MaxInt64-start)
 }
 
 // deadline returns the execution limit's deadline on p.clock's scale, or

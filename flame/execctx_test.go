@@ -161,3 +161,21 @@ func TestOnCancelRunsOnCancelButArmsNoLimitTimer(t *testing.T) {
 		}
 	})
 }
+
+// A huge finite limit saturates: the deadline is the latest time there is,
+// not one that wrapped into the past; the call runs and its ctx is live.
+func TestHugeLimitSaturatesRatherThanWraps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Max: 1})
+		time.Sleep(2 * time.Hour) // the pool's clock is well past its epoch: start + limit overflows
+		for _, limit := range []time.Duration{Infinity - 1, Infinity - time.Hour} {
+			err := p.Call(context.Background(), func(ctx context.Context) error {
+				d, ok := ctx.Deadline()
+				assert.True(t, ok, "a finite limit has a deadline")
+				assert.True(t, d.After(time.Now().Add(100*365*24*time.Hour)), "deadline %v: a limit of %v wrapped", d, limit)
+				return ctx.Err()
+			}, WithTimeout(limit))
+			assert.NoError(t, err, "limit %v", limit)
+		}
+	})
+}

@@ -1,0 +1,36 @@
+package flame
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// A Backend.Boot that returns a node together with an error has failed,
+// and the node it half made is shut down, not leaked; a boot that returns
+// neither a node nor an error has failed too, saying so.
+func TestBootReturningANodeAndAnErrorShutsTheNodeDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		half := &testNode{id: 1, done: make(chan struct{})}
+		be := scBackendFunc(func(_ context.Context, spec RunnerSpec) (Node, error) {
+			if spec.ID == 1 {
+				return half, errors.New("half booted")
+			}
+			return nil, nil
+		})
+		p := mustPool(t, Config{Max: 1, Backend: be})
+		err := p.Call(context.Background(), func(context.Context) error { return nil }, WithTimeout(time.Second/2))
+		assert.ErrorIs(t, err, ErrCheckoutTimeout)
+		assert.ErrorContains(t, err, "half booted")
+		synctest.Wait()
+		assert.Equal(t, 1, half.shutdownCount(), "the half-booted node was not shut down")
+
+		err = p.Call(context.Background(), func(context.Context) error { return nil }, WithTimeout(2*time.Second))
+		assert.ErrorContains(t, err, "backend returned no node and no error")
+		assert.GreaterOrEqual(t, p.Stats().BootFailures, uint64(2))
+	})
+}
