@@ -179,3 +179,25 @@ func TestHugeLimitSaturatesRatherThanWraps(t *testing.T) {
 		}
 	})
 }
+
+// A context hooked for cancellation (as a remote call's is) and then
+// watched through Done stays live: being armed twice is no cancellation.
+// It ends when fn returns.
+func TestExecCtxArmedTwiceStaysLive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Min: 1, Max: 1})
+		r, err := p.checkout(context.Background(), time.Second, kindCall)
+		require.NoError(t, err)
+		c := p.newExecCtx(context.Background(), r, true, time.Minute)
+		ran := make(chan struct{})
+		c.onCancel(func() { close(ran) })
+		done := c.Done()
+		assert.False(t, callIsClosed(done), "Done is closed on a live context")
+		assert.NoError(t, c.Err())
+		c.finish()
+		p.release(r)
+		<-ran
+		assert.True(t, callIsClosed(done), "Done is open after fn returned")
+		assert.ErrorIs(t, c.Err(), context.Canceled)
+	})
+}
