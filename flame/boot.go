@@ -84,13 +84,13 @@ func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool
 
 // booted checks what Backend.Boot returned.
 func (p *Pool) booted(id uint64, node Node, err error) bootOutcome {
-	switch {
-	case err != nil:
+	if err != nil {
 		if node != nil {
-			p.stopNode(node, id)
+			p.stopNode(node, id) // half booted: not ours to keep
 		}
 		return bootOutcome{err: fmt.Errorf("flame: boot runner %d: %w", id, err)}
-	case node == nil:
+	}
+	if node == nil {
 		return bootOutcome{err: fmt.Errorf("flame: boot runner %d: backend returned no node and no error", id)}
 	}
 	select {
