@@ -324,3 +324,25 @@ func TestPermanentBootFailureFailsQueuedCallersAtOnce(t *testing.T) {
 		assert.ErrorIs(t, <-res, ErrCheckoutTimeout)
 	})
 }
+
+// A Node.Shutdown that ignores its ctx but returns within the grace after
+// ShutdownTimeout is waited for: Close returns nil when it returns, not
+// ErrAbandoned at the end of the grace.
+func TestCloseWaitsForAShutdownThatReturnsWithinTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newStuckNode(1)
+		be := scBackendFunc(func(context.Context, RunnerSpec) (Node, error) { return n, nil })
+		p, err := NewPool(Config{Min: 1, Max: 1, Backend: be, ShutdownTimeout: time.Second})
+		require.NoError(t, err)
+		res := closeAsync(context.Background(), p)
+		time.Sleep(time.Second + abandonGrace/2)
+		synctest.Wait()
+		_, done := returnedErr(res)
+		require.False(t, done, "Close returned while Node.Shutdown still ran within the grace")
+		close(n.unstick)
+		synctest.Wait()
+		err, done = returnedErr(res)
+		require.True(t, done, "Close still waits after the last Node.Shutdown returned")
+		assert.NoError(t, err)
+	})
+}

@@ -3,11 +3,13 @@ package flame
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // A Backend.Boot that returns a node together with an error has failed,
@@ -32,5 +34,19 @@ func TestBootReturningANodeAndAnErrorShutsTheNodeDown(t *testing.T) {
 		err = p.Call(context.Background(), func(context.Context) error { return nil }, WithTimeout(2*time.Second))
 		assert.ErrorContains(t, err, "backend returned no node and no error")
 		assert.GreaterOrEqual(t, p.Stats().BootFailures, uint64(2))
+	})
+}
+
+// A runner shut down for idleness, whose Node.Shutdown returns nil, logs
+// no error.
+func TestCleanShutdownLogsNoError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		p := mustPool(t, Config{Max: 1, IdleShutdownAfter: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		require.NoError(t, p.Call(context.Background(), func(context.Context) error { return nil }))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Zero(t, p.Stats().Runners, "the idle runner was not shut down")
+		assert.NotContains(t, logs.String(), "level=ERROR")
 	})
 }

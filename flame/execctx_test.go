@@ -201,3 +201,21 @@ func TestExecCtxArmedTwiceStaysLive(t *testing.T) {
 		assert.ErrorIs(t, c.Err(), context.Canceled)
 	})
 }
+
+// Stopping one AfterFunc on fn's ctx leaves the others registered: when
+// the ctx ends, exactly the ones not stopped run.
+func TestAfterFuncStopRemovesOnlyItsOwnCallback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Max: 1})
+		var first, second bool
+		require.NoError(t, p.Call(context.Background(), func(fctx context.Context) error {
+			stop := context.AfterFunc(fctx, func() { first = true })
+			context.AfterFunc(fctx, func() { second = true })
+			assert.True(t, stop(), "stop did not stop its callback")
+			return nil
+		}))
+		synctest.Wait()
+		assert.False(t, first, "the stopped callback ran")
+		assert.True(t, second, "stopping one callback removed another")
+	})
+}
