@@ -50,3 +50,35 @@ func TestCleanShutdownLogsNoError(t *testing.T) {
 		assert.NotContains(t, logs.String(), "level=ERROR")
 	})
 }
+
+// failingNode is a node whose Shutdown fails.
+type failingNode struct{ testNode }
+
+func (n *failingNode) Shutdown(ctx context.Context) error {
+	_ = n.testNode.Shutdown(ctx)
+	return errors.New("cannot stop")
+}
+
+// A node that Backend.Boot returns after BootTimeout is shut down; when
+// that fails, the log says so.
+func TestLateNodeShutdownFailureIsLogged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		late := &failingNode{testNode{id: 1, done: make(chan struct{})}}
+		be := scBackendFunc(func(_ context.Context, spec RunnerSpec) (Node, error) {
+			if spec.ID == 1 {
+				time.Sleep(2 * time.Second) // past BootTimeout, ignoring ctx
+				return late, nil
+			}
+			return &testNode{id: spec.ID, done: make(chan struct{})}, nil
+		})
+		p := mustPool(t, Config{Max: 1, Backend: be, BootTimeout: time.Second,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		err := p.Call(context.Background(), func(context.Context) error { return nil }, WithTimeout(time.Minute))
+		assert.NoError(t, err, "the boot after the late one serves the call")
+		synctest.Wait()
+		assert.Equal(t, 1, late.shutdownCount(), "the late node was not shut down")
+		assert.Contains(t, logs.String(), "shutdown of a runner booted after BootTimeout failed")
+		assert.Contains(t, logs.String(), "cannot stop")
+	})
+}

@@ -219,3 +219,32 @@ func TestAfterFuncStopRemovesOnlyItsOwnCallback(t *testing.T) {
 		assert.True(t, second, "stopping one callback removed another")
 	})
 }
+
+// overrunInvoker is a remote node whose runner overran the execution
+// limit: it hooks the call's cancellation, as a remote backend does, and
+// answers with an error after the limit has passed, before the pool's own
+// view of the limit fired anything (no timer is armed for a remote call).
+type overrunInvoker struct{ testNode }
+
+func (n *overrunInvoker) Invoke(ctx context.Context, _ Invocation) ([]byte, error) {
+	defer AfterCancel(ctx, func() {})()
+	time.Sleep(2 * time.Second)
+	return nil, errors.New("remote: gave up")
+}
+
+var overrunFn = Register("test.execctx.overrun", func(context.Context, int) (int, error) { return 0, nil })
+
+// A remote call whose limit passed while it ran fails with an error that
+// matches ErrTimeout as well as the runner's, though nothing was recorded
+// locally when the answer came.
+func TestRemoteErrorPastTheLimitIsErrTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		be := scBackendFunc(func(_ context.Context, spec RunnerSpec) (Node, error) {
+			return &overrunInvoker{testNode{id: spec.ID, done: make(chan struct{})}}, nil
+		})
+		p := mustPool(t, Config{Max: 1, Backend: be})
+		_, err := overrunFn.Call(context.Background(), p, 1, WithTimeout(time.Second))
+		assert.ErrorIs(t, err, ErrTimeout)
+		assert.ErrorContains(t, err, "remote: gave up")
+	})
+}
