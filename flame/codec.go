@@ -134,10 +134,12 @@ func cborByteString(data []byte) ([]byte, bool) {
 	info := data[0] & 0x1f
 	var n uint64
 	h := 1
-	switch {
-	case info < 24:
+	if info > 27 { // indefinite length, or reserved
+		return nil, false
+	}
+	if info < 24 {
 		n = uint64(info)
-	case info <= 27:
+	} else {
 		size := 1 << (info - 24) // 1, 2, 4 or 8 bytes of length
 		if len(data) < 1+size {
 			return nil, false
@@ -146,8 +148,6 @@ func cborByteString(data []byte) ([]byte, bool) {
 			n = n<<8 | uint64(b)
 		}
 		h += size
-	default: // indefinite length, or reserved
-		return nil, false
 	}
 	if n != uint64(len(data)-h) {
 		return nil, false

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/goflame/goflame/flame/internal/wire"
 )
 
 // tagged is a type written for encoding/json.
@@ -184,4 +187,26 @@ func TestAFunctionMayKeepItsBytes(t *testing.T) {
 		<-kept
 	}
 	assert.True(t, bytes.Equal(first, got), "a later call wrote over the bytes an earlier one kept")
+}
+
+// longestIDFn has an ID of exactly the longest length the wire carries.
+// Registered at init, as every function must be, so that runner processes
+// of this test binary register it too.
+var longestIDFn = Register(strings.Repeat("x", wire.MaxIDLen), func(context.Context, int) (int, error) { return 0, nil })
+
+// An ID of the longest length the wire carries is accepted; one byte more
+// is refused.
+func TestRegisterTakesIDsUpToTheWiresLimit(t *testing.T) {
+	assert.Len(t, longestIDFn.ID(), wire.MaxIDLen)
+	noop := func(context.Context, int) (int, error) { return 0, nil }
+	assert.Panics(t, func() { Register(longestIDFn.ID()+"y", noop) })
+}
+
+// A byte string whose length header is cut short is not taken for one:
+// it is left to the decoder, which refuses it.
+func TestTruncatedByteStringHeaderIsAnError(t *testing.T) {
+	for _, data := range [][]byte{{0x58}, {0x59, 0x01}, {0x5a, 0, 0, 1}, {0x5b, 0, 0, 0, 0, 0, 0, 1}} {
+		var b []byte
+		assert.Error(t, decodeOwned(CBOR, data, &b), "% x", data)
+	}
 }
