@@ -43,7 +43,7 @@ func (p *Pool) sweep() {
 		next = min(next, w.deadline)
 	})
 	p.sweepAt = 0
-	if next != math.MaxInt64 { // a budget that saturated needs no timer
+	if next != math.MaxInt64 { // none left with a deadline short of forever: no timer
 		p.armSweep(next)
 	}
 	p.queueLeft()
