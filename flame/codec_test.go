@@ -210,3 +210,30 @@ func TestTruncatedByteStringHeaderIsAnError(t *testing.T) {
 		assert.Error(t, decodeOwned(CBOR, data, &b), "% x", data)
 	}
 }
+
+// A call run in this process gives its arguments' buffer back to the pool
+// of encode buffers once the function has returned, unless the function
+// may keep the arguments' memory (a CBOR []byte): then the buffer is the
+// function's for good.
+func TestALocalCallGivesItsArgumentsBufferBackUnlessKept(t *testing.T) {
+	p := mustPool(t, Config{Max: 1})
+	for _, c := range []struct {
+		name string
+		inv  func() (*invocation, error)
+		want int
+	}{
+		{"int arguments", func() (*invocation, error) { return overrunFn.invocation(7, KindCall) }, 1},
+		{"kept bytes", func() (*invocation, error) { return keepFn.invocation([]byte("keep me"), KindCall) }, 0},
+	} {
+		inv, err := c.inv()
+		require.NoError(t, err)
+		require.NotNil(t, inv.release, c.name)
+		given := 0
+		inv.release = func() { given++ }
+		require.NoError(t, p.call(context.Background(), job{inv: inv}, nil), c.name)
+		if c.want == 0 {
+			<-kept
+		}
+		assert.Equal(t, c.want, given, c.name)
+	}
+}

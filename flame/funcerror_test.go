@@ -27,6 +27,43 @@ func TestRegisterErrorRejectsBadInput(t *testing.T) {
 	}
 }
 
+// A code of exactly the longest length is a valid code.
+func TestRegisterErrorTakesACodeOfTheLongestLength(t *testing.T) {
+	code, err := strings.Repeat("c", wire.MaxErrorCodeLen), errors.New("longest")
+	assert.NotPanics(t, func() { RegisterError(code, err) })
+	t.Cleanup(func() { unregisterError(code) })
+	assert.Equal(t, err, lookupError(code))
+}
+
+// Arguments and results that fill the message size limit exactly still
+// cross; one byte more is too large.
+func TestPayloadsExactlyAtTheLimitPass(t *testing.T) {
+	m := wire.CallMsg{Kind: wire.KindCall, ID: "f", Args: []byte("0123456789")}
+	limit := wire.CallPayloadLen(m)
+	assert.NoError(t, argsTooLarge(m, limit))
+	var fe *FuncError
+	assert.ErrorAs(t, argsTooLarge(m, limit-1), &fe)
+	assert.Equal(t, CodeTooLarge, fe.Code)
+
+	res := []byte("0123456789")
+	assert.Nil(t, resultTooLarge("f", res, len(res)))
+	assert.Equal(t, CodeTooLarge, resultTooLarge("f", res, len(res)-1).Code)
+}
+
+// An error whose frame is exactly at the limit crosses whole; one whose
+// stack alone puts it over loses the stack and keeps its whole message.
+func TestFitErrorCutsNothingItDoesNotHaveTo(t *testing.T) {
+	m := wire.ErrorMsg{Code: wire.CodePanic, Message: "boom", Stack: []byte("stack")}
+	assert.Equal(t, m, fitError(m, wire.ErrorPayloadLen(m)))
+
+	m = wire.ErrorMsg{Code: wire.CodePanic, Message: "a message that just fits", Stack: []byte(strings.Repeat("s", 9000))}
+	limit := wire.ErrorPayloadLen(wire.ErrorMsg{Code: m.Code, Message: m.Message})
+	got := fitError(m, limit)
+	assert.Equal(t, m.Message, got.Message)
+	assert.Empty(t, got.Stack)
+	assert.LessOrEqual(t, wire.ErrorPayloadLen(got), limit)
+}
+
 // Registered error codes are part of the registry a runner's handshake
 // compares: a parent and a runner that register different errors refuse
 // each other (version skew) rather than lose an error's identity.

@@ -87,3 +87,18 @@ func TestRunnerPinsTheParentsCertificate(t *testing.T) {
 	_, err = dialTLS(l.addr, pinnedTLS(other[:]), time.Now().Add(5*time.Second))
 	assert.ErrorIs(t, err, errNotPinned)
 }
+
+// A RemoteBackend's zero fields mean the documented defaults, and set
+// ones are taken as they are.
+func TestRemoteBackendDefaultsAreTheDocumentedOnes(t *testing.T) {
+	var zero RemoteBackend
+	assert.Equal(t, 16<<20, zero.maxMessage())
+	assert.Equal(t, 2*time.Second, zero.keepAlive())
+	assert.Equal(t, 5*time.Second, zero.handshakeTimeout())
+	assert.Equal(t, 64, zero.maxHandshakes())
+	set := RemoteBackend{MaxMessageSize: 1, KeepAlive: 1, HandshakeTimeout: 1, MaxHandshakes: 1}
+	assert.Equal(t, 1, set.maxMessage())
+	assert.Equal(t, time.Duration(1), set.keepAlive())
+	assert.Equal(t, time.Duration(1), set.handshakeTimeout())
+	assert.Equal(t, 1, set.maxHandshakes())
+}

@@ -8,6 +8,9 @@
 #   mutation/efficacy.sh flame/internal/waitq    # some (paths from the repository root)
 #   ONLY="checkout.go release.go" mutation/efficacy.sh flame
 #                                                # some files of one package
+#   MODE=pkg ONLY="serve.go" mutation/efficacy.sh flame
+#                                                # its own tests only (faster,
+#                                                # for code no other package tests)
 #
 # Efficacy is killed ÷ (killed + lived); mutator coverage is (killed +
 # lived) ÷ all mutants (the rest no test even runs). A timed-out mutant
@@ -52,6 +55,7 @@ want=("$@")
 printf '%-24s %7s %7s %7s %9s %11s %9s %9s\n' package killed lived "t/out" "not cov" efficacy coverage time
 for entry in "${all[@]}"; do
   read -r pkg mode <<<"$entry"
+  mode=${MODE:-$mode}
   if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " =~ " $pkg " ]]; then
     continue
   fi
