@@ -93,10 +93,11 @@ func (c Config) normalize() (Config, error) {
 	if err := checkBounds(c.Min, c.Max); err != nil {
 		errs = append(errs, err)
 	}
-	switch {
-	case c.MaxConcurrency < 0:
+	// If chains rather than switches here and below: mutation testing
+	// sees the coverage of statements, and a case's condition is none.
+	if c.MaxConcurrency < 0 {
 		bad("MaxConcurrency must be >= 1 (0 means %d), got %d", DefaultMaxConcurrency, c.MaxConcurrency)
-	case c.MaxConcurrency > maxMaxConcurrency:
+	} else if c.MaxConcurrency > maxMaxConcurrency {
 		bad("MaxConcurrency must be <= %d, got %d", maxMaxConcurrency, c.MaxConcurrency)
 	}
 	for _, d := range []struct {
@@ -110,10 +111,9 @@ func (c Config) normalize() (Config, error) {
 		{"IdleShutdownAfter", &c.IdleShutdownAfter, DefaultIdleShutdownAfter},
 		{"MinIdleShutdownAfter", &c.MinIdleShutdownAfter, DefaultMinIdleShutdownAfter},
 	} {
-		switch {
-		case *d.v < 0:
+		if *d.v < 0 {
 			bad("%s must not be negative, got %v", d.name, *d.v)
-		case *d.v == 0:
+		} else if *d.v == 0 {
 			*d.v = d.def
 		}
 	}

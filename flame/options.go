@@ -44,13 +44,14 @@ func merge(opts []CallOption, wait, exec time.Duration) (callOpts, error) {
 	o := callOpts{wait: wait, exec: exec, link: true}
 	for _, op := range opts {
 		if op.hasTimeout {
-			switch {
-			case op.timeout < 0:
+			// An if chain rather than a switch: mutation testing sees the
+			// coverage of statements, and a case's condition is none.
+			if op.timeout < 0 {
 				return o, errNegativeTimeout
-			case op.timeout == 0:
+			}
+			o.wait, o.exec = op.timeout, op.timeout
+			if op.timeout == 0 {
 				o.wait, o.exec = wait, exec
-			default:
-				o.wait, o.exec = op.timeout, op.timeout
 			}
 		}
 		if op.hasLink {

@@ -50,14 +50,19 @@ func decodeParentInfo(s string) (parentInfo, error) {
 	if err := json.Unmarshal(b, &pi); err != nil {
 		return pi, fmt.Errorf("%s: %w", envParent, err)
 	}
-	switch {
-	case pi.V != parentInfoVersion:
+	// If chains rather than switches here and in checkHello: mutation
+	// testing sees the coverage of statements, and a case's condition is
+	// none.
+	if pi.V != parentInfoVersion {
 		return pi, fmt.Errorf("%w: %s format %d, this runner reads %d", ErrVersionSkew, envParent, pi.V, parentInfoVersion)
-	case pi.MaxMsg <= 0 || pi.KeepAliveMS <= 0:
+	}
+	if pi.MaxMsg <= 0 || pi.KeepAliveMS <= 0 {
 		return pi, errors.New(envParent + ": bad limits")
-	case pi.Conn == "fd:3":
+	}
+	if pi.Conn == "fd:3" {
 		return pi, nil
-	case !strings.HasPrefix(pi.Conn, connTLS):
+	}
+	if !strings.HasPrefix(pi.Conn, connTLS) {
 		return pi, fmt.Errorf("%s: unsupported connection %q", envParent, pi.Conn)
 	}
 	if _, _, err := net.SplitHostPort(strings.TrimPrefix(pi.Conn, connTLS)); err != nil {
@@ -77,12 +82,13 @@ func decodeParentInfo(s string) (parentInfo, error) {
 
 // checkHello compares what the runner says it is with what the parent is.
 func checkHello(h wire.HelloMsg, info parentInfo) error {
-	switch {
-	case h.Proto != wire.ProtocolVersion:
+	if h.Proto != wire.ProtocolVersion {
 		return bootFailed(fmt.Errorf("%w: runner speaks protocol %d, parent %d", ErrVersionSkew, h.Proto, wire.ProtocolVersion))
-	case h.Build != info.Build:
+	}
+	if h.Build != info.Build {
 		return bootFailed(fmt.Errorf("%w: runner build %q, parent build %q: parent and runner must be the same binary", ErrVersionSkew, h.Build, info.Build))
-	case h.Registry != info.Registry:
+	}
+	if h.Registry != info.Registry {
 		return bootFailed(fmt.Errorf("%w: runner registry %s, parent registry %s: parent and runner must register the same functions (and errors) with the same types", ErrVersionSkew, h.Registry, info.Registry))
 	}
 	return nil

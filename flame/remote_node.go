@@ -171,13 +171,14 @@ func (n *remoteNode) down() {
 		case <-n.inst.Gone():
 		case <-time.After(lostGrace):
 		}
-		switch {
-		case n.stopping.Load():
+		// An if chain rather than a switch: mutation testing sees the
+		// coverage of statements, and a case's condition is none.
+		if n.stopping.Load() {
 			n.reason = fmt.Errorf("flame: runner %d shut down", n.id)
-		case isClosed(n.inst.Gone()):
+		} else if isClosed(n.inst.Gone()) {
 			n.reason = &runnerGoneError{id: n.id, cause: n.inst.Err()}
 			n.log.Warn("remote runner down", "reason", n.inst.Err())
-		default:
+		} else {
 			n.reason = &runnerGoneError{id: n.id, cause: errors.New("connection lost")}
 			n.log.Warn("remote runner lost: connection broken or silent")
 		}
