@@ -21,7 +21,8 @@ func (h *host) IdleCheck() bool {
 		return true
 	}
 	ok := false
-	if v, stack := p.callHook(func() { ok = p.cfg.IdleCheck() }); v != nil {
+	v, stack := p.callHook(func() { ok = p.cfg.IdleCheck() })
+	if v != nil {
 		p.logError("IdleCheck panicked", "panic", v, "stack", string(stack))
 		return false
 	}
@@ -39,7 +40,8 @@ func (h *host) GrowEnd(ev scaler.Event, err error) {
 		return
 	}
 	gev := GrowEvent{Pool: p.cfg.Name, Count: ev.Count, RunnerID: ev.ID}
-	if v, stack := p.callHook(func() { p.cfg.OnGrowEnd(gev, err) }); v != nil {
+	v, stack := p.callHook(func() { p.cfg.OnGrowEnd(gev, err) })
+	if v != nil {
 		p.logError("OnGrowEnd panicked", "panic", v, "stack", string(stack))
 	}
 }
@@ -51,7 +53,8 @@ func (h *host) Shrink(ev scaler.Event, reason error) {
 		return
 	}
 	sev := ShrinkEvent{Pool: p.cfg.Name, Count: ev.Count, RunnerID: ev.ID, Reason: reason}
-	if v, stack := p.callHook(func() { p.cfg.OnShrink(sev) }); v != nil {
+	v, stack := p.callHook(func() { p.cfg.OnShrink(sev) })
+	if v != nil {
 		p.logError("OnShrink panicked", "panic", v, "stack", string(stack))
 	}
 }

@@ -58,3 +58,20 @@ func invokeOver(ctx context.Context, sess *session.Parent, call Invocation, maxM
 	}
 	return nil, funcErrorOf(call.Func, *em)
 }
+
+// lostError is the error of a call whose connection broke: once the node
+// is down (done closed, *reason set before), one matching ErrRunnerDown
+// that says why; if the node is not down within twice lostGrace (its
+// watcher waits up to lostGrace for the platform's word), fallback's.
+func lostError(done <-chan struct{}, reason *error, fallback func() error) error {
+	grace := time.After(2 * lostGrace)
+	select {
+	case <-done:
+		if errors.Is(*reason, ErrRunnerDown) {
+			return *reason
+		}
+		return &wrapError{kind: ErrRunnerDown, err: *reason}
+	case <-grace:
+	}
+	return fallback()
+}

@@ -4,10 +4,14 @@ package flame
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -110,4 +114,70 @@ func TestLostCallIsRunnerDownSayingWhy(t *testing.T) {
 	got := n.lost(fmt.Errorf("%w: reading the reply: %w", session.ErrLost, io.EOF))
 	assert.ErrorIs(t, got, ErrRunnerDown, "lost call -> %v; want ErrRunnerDown saying why", got)
 	assert.ErrorContains(t, got, "signal: killed", "lost call -> %v; want ErrRunnerDown saying why", got)
+}
+
+// A process started as a runner whose main forgot flame.Main would, left
+// alone, boot runners of its own, each of which would do the same: both
+// backends refuse to boot there, with an error that says what to fix and
+// that retrying cannot help.
+func TestARunnerWhoseMainSkippedFlameMainBootsNoRunners(t *testing.T) {
+	was := isRunner
+	isRunner = true
+	t.Cleanup(func() { isRunner = was })
+	t.Setenv(envParent, "x")
+	for name, b := range map[string]Backend{
+		"process": ProcessBackend{},
+		"remote":  &RemoteBackend{Launcher: CommandLauncher{Path: "/bin/false"}},
+	} {
+		node, err := b.Boot(context.Background(), RunnerSpec{ID: 1})
+		assert.Nil(t, node, name)
+		assert.ErrorIs(t, err, ErrBootFailed, name)
+		assert.ErrorContains(t, err, "did not call flame.Main() first", name)
+	}
+	// Either alone is no sign of that: a runner that called Main has
+	// removed FLAME_PARENT (Main never returns there), and a variable set
+	// later is not how this process was started. The boot goes on (to
+	// find its ctx canceled).
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range []struct {
+		runner bool
+		env    bool
+	}{{true, false}, {false, true}} {
+		isRunner = c.runner
+		if c.env {
+			t.Setenv(envParent, "x")
+		} else {
+			os.Unsetenv(envParent)
+		}
+		for name, b := range map[string]Backend{
+			"process": ProcessBackend{},
+			"remote":  &RemoteBackend{Launcher: CommandLauncher{Path: "/bin/false"}},
+		} {
+			_, err := b.Boot(canceled, RunnerSpec{ID: 1})
+			assert.ErrorIs(t, err, context.Canceled, "%s, runner %v, env %v", name, c.runner, c.env)
+		}
+	}
+}
+
+// A call whose connection broke waits up to twice lostGrace for the node
+// to go down, to say why; after that it says the connection was lost.
+func TestLostCallWaitsTwiceLostGraceForTheReason(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		done := make(chan struct{})
+		var reason error
+		go func() {
+			time.Sleep(2*lostGrace - time.Millisecond)
+			reason = errors.New("exit status 3")
+			close(done)
+		}()
+		err := lostError(done, &reason, func() error { return errors.New("connection lost") })
+		assert.ErrorIs(t, err, ErrRunnerDown)
+		assert.ErrorContains(t, err, "exit status 3")
+
+		start := time.Now()
+		err = lostError(make(chan struct{}), &reason, func() error { return errors.New("connection lost") })
+		assert.EqualError(t, err, "connection lost")
+		assert.Equal(t, 2*lostGrace, time.Since(start))
+	})
 }

@@ -232,15 +232,9 @@ func (n *processNode) Invoke(ctx context.Context, call Invocation) ([]byte, erro
 // lost is the error of a call whose runner is going down: it matches
 // ErrRunnerDown and, once the node is down, says why.
 func (n *processNode) lost(err error) error {
-	select {
-	case <-n.done:
-		if errors.Is(n.reason, ErrRunnerDown) {
-			return n.reason
-		}
-		return &wrapError{kind: ErrRunnerDown, err: n.reason}
-	case <-time.After(2 * lostGrace):
-	}
-	return &runnerLostError{id: n.id, pid: n.child.pid, state: err.Error()}
+	return lostError(n.done, &n.reason, func() error {
+		return &runnerLostError{id: n.id, pid: n.child.pid, state: err.Error()}
+	})
 }
 
 // Shutdown implements Node: SHUTDOWN, then the runner finishes its calls

@@ -223,15 +223,7 @@ func (n *remoteNode) Invoke(ctx context.Context, call Invocation) ([]byte, error
 
 // lost is the error of a call whose runner is going down.
 func (n *remoteNode) lost(err error) error {
-	select {
-	case <-n.done:
-		if errors.Is(n.reason, ErrRunnerDown) {
-			return n.reason
-		}
-		return &wrapError{kind: ErrRunnerDown, err: n.reason}
-	case <-time.After(2 * lostGrace):
-	}
-	return &runnerGoneError{id: n.id, cause: err}
+	return lostError(n.done, &n.reason, func() error { return &runnerGoneError{id: n.id, cause: err} })
 }
 
 // Shutdown implements Node: SHUTDOWN, then the runner finishes its calls
