@@ -2,6 +2,7 @@ package flame
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"log/slog"
 	"sync"
@@ -101,4 +102,43 @@ func TestRemoteBackendDefaultsAreTheDocumentedOnes(t *testing.T) {
 	assert.Equal(t, time.Duration(1), set.keepAlive())
 	assert.Equal(t, time.Duration(1), set.handshakeTimeout())
 	assert.Equal(t, 1, set.maxHandshakes())
+}
+
+// Advertise takes host:port or a host alone (a name, an IPv4 or an IPv6
+// address); zero settings are valid and mean the defaults.
+func TestRemoteBackendValidatesWhatItIsTold(t *testing.T) {
+	launcher := CommandLauncher{}
+	for adv, ok := range map[string]bool{
+		"":                 true,
+		"10.0.0.1:9000":    true,
+		"[::1]:9000":       true,
+		"parent.example":   true,
+		"127.0.0.1":        true,
+		"::1":              true,
+		"fd00::2":          true,
+		":9000":            false,
+		"parent.example:0": false,
+		"a:b:c":            false,
+		"[::1":             false,
+	} {
+		err := (&RemoteBackend{Launcher: launcher, Advertise: adv}).validate()
+		if ok {
+			assert.NoError(t, err, "Advertise %q", adv)
+		} else {
+			assert.ErrorIs(t, err, ErrInvalidConfig, "Advertise %q", adv)
+			assert.ErrorContains(t, err, "RemoteBackend.Advertise", "Advertise %q", adv)
+		}
+	}
+	assert.NoError(t, (&RemoteBackend{Launcher: launcher, Listen: "127.0.0.1:0"}).validate())
+	assert.ErrorContains(t, (&RemoteBackend{Launcher: launcher, Listen: "127.0.0.1:port"}).validate(), "bad port")
+}
+
+// A RemoteBackend logs to its Logger, else to the booting pool's, else to
+// slog's default.
+func TestRemoteBackendLogsWhereThePoolDoes(t *testing.T) {
+	own, pools := slog.New(slog.DiscardHandler), slog.New(slog.DiscardHandler)
+	ctx := context.WithValue(context.Background(), poolLoggerKey{}, pools)
+	assert.Same(t, own, (&RemoteBackend{Logger: own}).logger(ctx))
+	assert.Same(t, pools, (&RemoteBackend{}).logger(ctx))
+	assert.Same(t, slog.Default(), (&RemoteBackend{}).logger(context.Background()))
 }
