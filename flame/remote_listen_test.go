@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -141,4 +144,30 @@ func TestRemoteBackendLogsWhereThePoolDoes(t *testing.T) {
 	assert.Same(t, own, (&RemoteBackend{Logger: own}).logger(ctx))
 	assert.Same(t, pools, (&RemoteBackend{}).logger(ctx))
 	assert.Same(t, slog.Default(), (&RemoteBackend{}).logger(context.Background()))
+}
+
+// failingListener fails its first Accept (as when the process is out of
+// descriptors), then reports itself closed, noting when each call came.
+type failingListener struct {
+	net.Listener
+	calls []time.Time
+}
+
+func (f *failingListener) Accept() (net.Conn, error) {
+	f.calls = append(f.calls, time.Now())
+	if len(f.calls) == 1 {
+		return nil, errors.New("accept: too many open files")
+	}
+	return nil, net.ErrClosed
+}
+
+// A failed Accept is retried after a pause, not at once: a listener out of
+// descriptors must not spin a core.
+func TestAcceptPausesAfterAFailedAccept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &failingListener{}
+		(&listener{ln: f}).accept()
+		require.Len(t, f.calls, 2)
+		assert.Equal(t, 10*time.Millisecond, f.calls[1].Sub(f.calls[0]))
+	})
 }
