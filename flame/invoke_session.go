@@ -75,3 +75,14 @@ func lostError(done <-chan struct{}, reason *error, fallback func() error) error
 	}
 	return fallback()
 }
+
+// refusedBoot is the error of a boot that err ended: a runner that refused
+// to serve as another build (an ERROR in place of READY) is version skew,
+// which retrying cannot fix; any other error is err.
+func refusedBoot(err error) error {
+	var refused *session.RefusedError
+	if errors.As(err, &refused) && refused.Code == wire.CodeVersionSkew {
+		return bootFailed(fmt.Errorf("%w: %s", ErrVersionSkew, refused.Message))
+	}
+	return err
+}

@@ -181,3 +181,17 @@ func TestLostCallWaitsTwiceLostGraceForTheReason(t *testing.T) {
 		assert.Equal(t, 2*lostGrace, time.Since(start))
 	})
 }
+
+// A runner that refuses to serve as another build fails its boot as
+// version skew, which retrying cannot fix; other errors pass unchanged.
+func TestARunnersRefusalIsVersionSkew(t *testing.T) {
+	err := refusedBoot(&session.RefusedError{Code: wire.CodeVersionSkew, Message: "runner build go:B"})
+	assert.ErrorIs(t, err, ErrVersionSkew)
+	assert.ErrorIs(t, err, ErrBootFailed)
+	assert.ErrorContains(t, err, "runner build go:B")
+	other := &session.RefusedError{Code: wire.CodeProtocol, Message: "?"}
+	assert.Same(t, error(other), refusedBoot(other))
+	assert.Same(t, io.EOF, refusedBoot(io.EOF))
+	n := &processNode{child: &childProc{}}
+	assert.ErrorIs(t, n.bootError(context.Background(), &session.RefusedError{Code: wire.CodeVersionSkew}), ErrVersionSkew)
+}

@@ -111,7 +111,6 @@ func runnerEnv(extra []string, info parentInfo) []string {
 
 // bootError explains a failed handshake.
 func (n *processNode) bootError(ctx context.Context, err error) error {
-	var refused *session.RefusedError
 	// An if chain rather than a switch: mutation testing sees the coverage
 	// of statements, and a case's condition is none.
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -120,8 +119,8 @@ func (n *processNode) bootError(ctx context.Context, err error) error {
 		}
 		return fmt.Errorf("boot canceled: %w", ctx.Err())
 	}
-	if errors.As(err, &refused) && refused.Code == wire.CodeVersionSkew {
-		return bootFailed(fmt.Errorf("%w: %s", ErrVersionSkew, refused.Message))
+	if err := refusedBoot(err); errors.Is(err, ErrVersionSkew) {
+		return err
 	}
 	if errors.Is(err, session.ErrLost) {
 		select {

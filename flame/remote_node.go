@@ -108,11 +108,7 @@ func (b *RemoteBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	if err != nil {
 		l.forget(spec.ID, tr)
 		remove()
-		var refused *session.RefusedError
-		if errors.As(err, &refused) && refused.Code == wire.CodeVersionSkew {
-			err = bootFailed(fmt.Errorf("%w: %s", ErrVersionSkew, refused.Message))
-		}
-		return nil, fmt.Errorf("flame: runner %d: %w", spec.ID, err)
+		return nil, fmt.Errorf("flame: runner %d: %w", spec.ID, refusedBoot(err))
 	}
 	log.Debug("remote runner ready", "addr", l.addr)
 	go n.monitor()

@@ -515,6 +515,18 @@ func TestRemoteBootFailsWithThePlatformsReason(t *testing.T) {
 	<-l.removed
 }
 
+// A remote runner that registers other functions than its parent is
+// version skew, refused at the handshake: retrying cannot help, and no
+// runner process stays behind.
+func TestRemoteVersionSkewFailsBoot(t *testing.T) {
+	be := &flame.RemoteBackend{Launcher: flame.CommandLauncher{Env: []string{"GOFLAME_TEST_EXTRA=1", raceQuickExit()}}}
+	_, err := flame.NewPool(flame.Config{Min: 1, Max: 1, BootTimeout: 20 * time.Second, Backend: be})
+	require.ErrorIs(t, err, flame.ErrVersionSkew)
+	require.ErrorIs(t, err, flame.ErrBootFailed)
+	require.ErrorContains(t, err, "must register the same functions")
+	waitNoChildren(t, 5*time.Second)
+}
+
 // A runner facing a parent with another certificate refuses to talk: it
 // exits, saying so, and the boot fails.
 func TestRemoteRunnerRefusesAParentWithAnotherCertificate(t *testing.T) {
