@@ -378,8 +378,8 @@ func (l *listener) close() {
 	l.ln.Close()
 	l.wg.Wait()
 	l.logMu.Lock()
-	if l.reportAt != nil && l.reportAt.Stop() {
-		l.reportAt = nil
+	if l.reportAt != nil {
+		l.reportAt.Stop() // a report that fires anyway finds nothing left to say
 	}
 	l.report() // what is left, now rather than after the listener is gone
 	l.logMu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/goflame/goflame/flame/internal/tcplink"
 	"github.com/goflame/goflame/flame/internal/wire"
 )
 
@@ -170,4 +172,78 @@ func TestAcceptPausesAfterAFailedAccept(t *testing.T) {
 		require.Len(t, f.calls, 2)
 		assert.Equal(t, 10*time.Millisecond, f.calls[1].Sub(f.calls[0]))
 	})
+}
+
+// idleListener is a net.Listener that only says where it listens.
+type idleListener struct{ net.Listener }
+
+func (idleListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} }
+func (idleListener) Close() error   { return nil }
+
+// logLines returns the lines logged so far.
+func logLines(b *syncBuffer) []string {
+	return strings.Split(strings.TrimSpace(b.String()), "\n")
+}
+
+// Refused connections are logged at most once a second: the first at
+// once, those that follow within the second in one line a second after
+// the last, with their count and the latest reason; what is left when the
+// listener closes is logged then, and nothing when nothing was refused.
+func TestRefusalsAreLoggedAtMostOnceASecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		l := &listener{ln: idleListener{}, log: newTextLogger(&logs)}
+		c, peer := net.Pipe()
+		defer c.Close()
+		defer peer.Close()
+
+		l.refuse(c, "garbage")
+		require.Len(t, logLines(&logs), 1)
+		assert.Contains(t, logs.String(), "count=1")
+		assert.Contains(t, logs.String(), `latest="garbage (from pipe)"`)
+
+		time.Sleep(300 * time.Millisecond)
+		l.refuse(c, "HTTP")
+		l.refuse(c, "bad token")
+		time.Sleep(700*time.Millisecond - time.Nanosecond)
+		synctest.Wait()
+		require.Len(t, logLines(&logs), 1, "a second line within the second")
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		lines := logLines(&logs)
+		require.Len(t, lines, 2)
+		assert.Contains(t, lines[1], "count=2")
+		assert.Contains(t, lines[1], `latest="bad token (from pipe)"`)
+
+		time.Sleep(time.Second) // quiet for a second: the next is logged at once
+		l.refuse(c, "wrong certificate")
+		require.Len(t, logLines(&logs), 3)
+		assert.Contains(t, logLines(&logs)[2], "count=1")
+
+		l.refuse(c, "slow")
+		l.close()
+		lines = logLines(&logs)
+		require.Len(t, lines, 4, "what is left is logged at close")
+		assert.Contains(t, lines[3], `latest="slow (from pipe)"`)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Len(t, logLines(&logs), 4, "a report after close")
+
+		var quiet syncBuffer
+		(&listener{ln: idleListener{}, log: newTextLogger(&quiet)}).close()
+		assert.Empty(t, quiet.String(), "nothing refused, nothing logged")
+	})
+}
+
+// forget drops a runner's record only if it is still that connection's:
+// a runner ID whose record a newer connection took keeps it.
+func TestForgetDropsOnlyThatConnectionsRunner(t *testing.T) {
+	old, cur := new(tcplink.Parent), new(tcplink.Parent)
+	l := &listener{runners: map[uint64]*dialedRunner{7: {tr: cur}}}
+	l.forget(7, old)
+	assert.Contains(t, l.runners, uint64(7))
+	l.forget(8, cur)
+	assert.Contains(t, l.runners, uint64(7))
+	l.forget(7, cur)
+	assert.NotContains(t, l.runners, uint64(7))
 }
