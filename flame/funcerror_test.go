@@ -118,6 +118,14 @@ func TestFitErrorCutsToTheLimit(t *testing.T) {
 	assert.True(t, strings.HasSuffix(string(got.Stack), truncatedMark))
 }
 
+// A message that is not UTF-8 (an error quoting binary data) is cut as
+// far as needed, never past its start.
+func TestFitErrorCutsAMessageThatIsNotUTF8(t *testing.T) {
+	m := wire.ErrorMsg{Code: wire.CodeHandler, Message: strings.Repeat("\x80", 5000)}
+	got := fitError(m, 1<<10)
+	assert.Equal(t, truncatedMark, got.Message)
+}
+
 // unregisterError removes a registration a test made.
 func unregisterError(code string) {
 	registeredErrors.mu.Lock()
