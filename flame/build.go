@@ -3,7 +3,9 @@ package flame
 import (
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
+	"io"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -42,15 +44,29 @@ func goBuildID(path string) string {
 	}
 	defer f.Close()
 	s := f.Section(".note.go.buildid")
-	if s == nil || s.Size > 4096 {
+	if s == nil {
 		return ""
 	}
-	d, err := s.Data()
-	if err != nil || len(d) < 16 {
+	d, err := io.ReadAll(io.LimitReader(s.Open(), maxBuildIDNote))
+	if err != nil {
 		return ""
 	}
-	nameLen := f.ByteOrder.Uint32(d[0:4])
-	descLen := f.ByteOrder.Uint32(d[4:8])
+	return parseBuildIDNote(d, f.ByteOrder)
+}
+
+// maxBuildIDNote bounds what is read of the note (a Go build ID note is
+// about a hundred bytes), whatever a damaged header says.
+const maxBuildIDNote = 4096
+
+// parseBuildIDNote reads the ID from a Go build ID note: name size,
+// description size and type (4 bytes each), the name "Go\x00\x00", then
+// the ID; "" if d is not such a note.
+func parseBuildIDNote(d []byte, order binary.ByteOrder) string {
+	if len(d) < 16 {
+		return ""
+	}
+	nameLen := order.Uint32(d[0:4])
+	descLen := order.Uint32(d[4:8])
 	if nameLen != 4 || string(d[12:15]) != "Go\x00" || uint64(16)+uint64(descLen) > uint64(len(d)) {
 		return ""
 	}

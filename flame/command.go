@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -42,13 +41,7 @@ func (c CommandLauncher) Launch(ctx context.Context, spec LaunchSpec) (Instance,
 		path = exe
 	}
 	cmd := exec.Command(path, c.Args...)
-	env := make([]string, 0, len(os.Environ())+len(c.Env)+len(spec.Env))
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envParent+"=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(append(env, c.Env...), spec.Env...)
+	cmd.Env = append(append(ownEnv(), c.Env...), spec.Env...)
 	cmd.SysProcAttr = sysProcAttr()
 	child, err := startChild(cmd, spec.Logger)
 	if err != nil {

@@ -4,6 +4,7 @@ package flame
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -194,4 +195,42 @@ func TestARunnersRefusalIsVersionSkew(t *testing.T) {
 	assert.Same(t, io.EOF, refusedBoot(io.EOF))
 	n := &processNode{child: &childProc{}}
 	assert.ErrorIs(t, n.bootError(context.Background(), &session.RefusedError{Code: wire.CodeVersionSkew}), ErrVersionSkew)
+}
+
+// A runner's environment is this process's, without a FLAME_PARENT of
+// its own, then the backend's extras, then the runner's FLAME_PARENT.
+func TestRunnerEnvironmentCarriesOnlyItsOwnParent(t *testing.T) {
+	t.Setenv(envParent, "theirs")
+	t.Setenv("GOFLAME_TEST_KEPT", "yes")
+	info := parentInfo{V: parentInfoVersion, Runner: 3}
+	env := runnerEnv([]string{"EXTRA=1"}, info)
+	var parents []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, envParent+"=") {
+			parents = append(parents, kv)
+		}
+	}
+	assert.Equal(t, []string{envParent + "=" + info.encode()}, parents)
+	assert.Contains(t, env, "GOFLAME_TEST_KEPT=yes")
+	assert.Equal(t, []string{"EXTRA=1", envParent + "=" + info.encode()}, env[len(env)-2:])
+}
+
+// A Go build ID note is read whole when the ID fills it to its last byte,
+// and refused when it is not one.
+func TestBuildIDNoteIsReadToItsEnd(t *testing.T) {
+	note := func(nameLen uint32, name string, id string, pad int) []byte {
+		d := binary.LittleEndian.AppendUint32(nil, nameLen)
+		d = binary.LittleEndian.AppendUint32(d, uint32(len(id)))
+		d = binary.LittleEndian.AppendUint32(d, 4) // the note's type
+		d = append(d, name...)
+		d = append(d, id...)
+		return append(d, make([]byte, pad)...)
+	}
+	le := binary.LittleEndian
+	assert.Equal(t, "abcd/efgh", parseBuildIDNote(note(4, "Go\x00\x00", "abcd/efgh", 3), le))
+	assert.Equal(t, "abcd/efgh", parseBuildIDNote(note(4, "Go\x00\x00", "abcd/efgh", 0), le), "an ID that ends the note")
+	assert.Empty(t, parseBuildIDNote(note(4, "Go\x00\x00", "abcd/efgh", 0)[:24], le), "an ID cut short")
+	assert.Empty(t, parseBuildIDNote(note(4, "GNU\x00", "abcd/efgh", 3), le), "another note")
+	assert.Empty(t, parseBuildIDNote(note(5, "Go\x00\x00", "abcd/efgh", 3), le), "another name length")
+	assert.Empty(t, parseBuildIDNote(note(4, "Go\x00\x00", "", 0)[:15], le), "too short for a note")
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,14 +100,13 @@ func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 // runnerEnv is a runner's environment: this process's, without its own
 // FLAME_PARENT, then extra, then the runner's FLAME_PARENT.
 func runnerEnv(extra []string, info parentInfo) []string {
-	env := make([]string, 0, len(os.Environ())+len(extra)+1)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envParent+"=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, extra...)
-	return append(env, envParent+"="+info.encode())
+	return append(append(ownEnv(), extra...), envParent+"="+info.encode())
+}
+
+// ownEnv is this process's environment without a FLAME_PARENT of its own:
+// the runners it starts must not take that for theirs.
+func ownEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, envParent+"=") })
 }
 
 // bootError explains a failed handshake.
