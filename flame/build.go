@@ -14,8 +14,12 @@ import (
 // buildID identifies this program's build: the Go build ID of the running
 // executable (read from its ELF note, via /proc/self/exe so that a binary
 // replaced on disk is noticed), else a hash of the embedded build info.
-var buildID = sync.OnceValue(func() string {
-	for _, path := range []string{"/proc/self/exe", executable()} {
+var buildID = sync.OnceValue(func() string { return findBuildID("/proc/self/exe", executable()) })
+
+// findBuildID returns the Go build ID of the first of the executables
+// that has one, else a hash of the embedded build info.
+func findBuildID(executables ...string) string {
+	for _, path := range executables {
 		if id := goBuildID(path); id != "" {
 			return "go:" + id
 		}
@@ -25,7 +29,7 @@ var buildID = sync.OnceValue(func() string {
 		return "info:" + hex.EncodeToString(sum[:12])
 	}
 	return "unknown"
-})
+}
 
 func executable() string {
 	exe, _ := os.Executable()

@@ -30,6 +30,16 @@ func TestBuildIDIsTheRunningExecutablesGoBuildID(t *testing.T) {
 	require.Empty(t, goBuildID("/proc/self/status"), "goBuildID of a non-ELF file must be empty")
 }
 
+// Where no executable has a Go build ID (a platform without ELF), the
+// build is named by a hash of its embedded build info: stable, and the
+// same in parent and runner.
+func TestBuildIDFallsBackToTheBuildInfo(t *testing.T) {
+	id := findBuildID("/nonexistent", "/proc/self/status")
+	assert.Regexp(t, "^info:[0-9a-f]{24}$", id)
+	assert.Equal(t, id, findBuildID())
+	assert.Equal(t, buildID(), findBuildID("/proc/self/exe"))
+}
+
 func TestCheckHelloNamesEveryKindOfSkew(t *testing.T) {
 	info := parentInfo{Build: "go:A", Registry: "3:aa"}
 	ok := wire.HelloMsg{Proto: wire.ProtocolVersion, Build: "go:A", Registry: "3:aa"}
