@@ -4,6 +4,7 @@ package flame
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,6 +73,34 @@ func TestParentInfoRoundTripAndRejects(t *testing.T) {
 	require.Error(t, err, "zero MaxMsg accepted")
 	_, err = decodeParentInfo("%%%")
 	require.Error(t, err, "garbage accepted")
+}
+
+// A runner checks every field of a FLAME_PARENT it is to dial before it
+// dials: a bad one fails at once, saying which.
+func TestParentInfoForADialBackIsCheckedWhole(t *testing.T) {
+	good := parentInfo{V: parentInfoVersion, Runner: 3, Conn: "tls:10.0.0.1:7000", Build: "go:x", Registry: "1:y",
+		MaxMsg: 1, KeepAliveMS: 1, DialMS: 1,
+		Fingerprint: strings.Repeat("ab", 32), Token: base64.RawURLEncoding.EncodeToString(make([]byte, wire.SecretLen))}
+	got, err := decodeParentInfo(good.encode())
+	require.NoError(t, err)
+	assert.Equal(t, good, got)
+	for _, c := range []struct {
+		want string
+		bad  func(*parentInfo)
+	}{
+		{"bad limits", func(pi *parentInfo) { pi.KeepAliveMS = 0 }},
+		{"unsupported connection", func(pi *parentInfo) { pi.Conn = "unix:/tmp/p" }},
+		{"parent address", func(pi *parentInfo) { pi.Conn = "tls:10.0.0.1" }},
+		{"bad certificate fingerprint", func(pi *parentInfo) { pi.Fingerprint = "ab" }},
+		{"bad certificate fingerprint", func(pi *parentInfo) { pi.Fingerprint = strings.Repeat("zz", 32) }},
+		{"bad token", func(pi *parentInfo) { pi.Token = "c2hvcnQ" }},
+		{"bad dial window", func(pi *parentInfo) { pi.DialMS = 0 }},
+	} {
+		pi := good
+		c.bad(&pi)
+		_, err := decodeParentInfo(pi.encode())
+		assert.ErrorContains(t, err, c.want)
+	}
 }
 
 func TestRegistryHashCoversIDsAndTypes(t *testing.T) {
