@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/goflame/goflame/flame/internal/wire"
 )
@@ -25,6 +26,27 @@ type poolLoggerKey struct{}
 func poolLogger(ctx context.Context) *slog.Logger {
 	l, _ := ctx.Value(poolLoggerKey{}).(*slog.Logger)
 	return l
+}
+
+// backendLogger is where a backend of this package logs: its own logger,
+// else the booting pool's, else slog's default.
+func backendLogger(ctx context.Context, own *slog.Logger) *slog.Logger {
+	if own != nil {
+		return own
+	}
+	if l := poolLogger(ctx); l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
+// positiveOr is a setting where zero (or less, refused by validation)
+// means the default.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // RunnerSpec identifies the runner to boot.

@@ -82,28 +82,12 @@ const (
 )
 
 func (b ProcessBackend) maxMessage() int {
-	if b.MaxMessageSize > 0 {
-		return b.MaxMessageSize
-	}
-	return wire.DefaultMaxPayload
+	return positiveOr(b.MaxMessageSize, wire.DefaultMaxPayload)
 }
 
-func (b ProcessBackend) keepAlive() time.Duration {
-	if b.KeepAlive > 0 {
-		return b.KeepAlive
-	}
-	return defaultKeepAlive
-}
+func (b ProcessBackend) keepAlive() time.Duration { return positiveOr(b.KeepAlive, defaultKeepAlive) }
 
-func (b ProcessBackend) logger(ctx context.Context) *slog.Logger {
-	if b.Logger != nil {
-		return b.Logger
-	}
-	if l := poolLogger(ctx); l != nil {
-		return l
-	}
-	return slog.Default()
-}
+func (b ProcessBackend) logger(ctx context.Context) *slog.Logger { return backendLogger(ctx, b.Logger) }
 
 // isRunner and parentEnv are read once, at package init: this process was
 // started by a ProcessBackend.

@@ -123,42 +123,18 @@ const (
 )
 
 func (b *RemoteBackend) maxMessage() int {
-	if b.MaxMessageSize > 0 {
-		return b.MaxMessageSize
-	}
-	return wire.DefaultMaxPayload
+	return positiveOr(b.MaxMessageSize, wire.DefaultMaxPayload)
 }
 
-func (b *RemoteBackend) keepAlive() time.Duration {
-	if b.KeepAlive > 0 {
-		return b.KeepAlive
-	}
-	return defaultKeepAlive
-}
+func (b *RemoteBackend) keepAlive() time.Duration { return positiveOr(b.KeepAlive, defaultKeepAlive) }
 
 func (b *RemoteBackend) handshakeTimeout() time.Duration {
-	if b.HandshakeTimeout > 0 {
-		return b.HandshakeTimeout
-	}
-	return defaultHandshakeTimeout
+	return positiveOr(b.HandshakeTimeout, defaultHandshakeTimeout)
 }
 
-func (b *RemoteBackend) maxHandshakes() int {
-	if b.MaxHandshakes > 0 {
-		return b.MaxHandshakes
-	}
-	return defaultMaxHandshakes
-}
+func (b *RemoteBackend) maxHandshakes() int { return positiveOr(b.MaxHandshakes, defaultMaxHandshakes) }
 
-func (b *RemoteBackend) logger(ctx context.Context) *slog.Logger {
-	if b.Logger != nil {
-		return b.Logger
-	}
-	if l := poolLogger(ctx); l != nil {
-		return l
-	}
-	return slog.Default()
-}
+func (b *RemoteBackend) logger(ctx context.Context) *slog.Logger { return backendLogger(ctx, b.Logger) }
 
 // validate checks the configuration; NewPool calls it, and so does every
 // boot. Errors name the field and match ErrInvalidConfig.

@@ -138,14 +138,25 @@ func TestRemoteBackendValidatesWhatItIsTold(t *testing.T) {
 	assert.ErrorContains(t, (&RemoteBackend{Launcher: launcher, Listen: "127.0.0.1:port"}).validate(), "bad port")
 }
 
-// A RemoteBackend logs to its Logger, else to the booting pool's, else to
+// The backends log to their Logger, else to the booting pool's, else to
 // slog's default.
-func TestRemoteBackendLogsWhereThePoolDoes(t *testing.T) {
+func TestBackendsLogWhereThePoolDoes(t *testing.T) {
 	own, pools := slog.New(slog.DiscardHandler), slog.New(slog.DiscardHandler)
 	ctx := context.WithValue(context.Background(), poolLoggerKey{}, pools)
 	assert.Same(t, own, (&RemoteBackend{Logger: own}).logger(ctx))
 	assert.Same(t, pools, (&RemoteBackend{}).logger(ctx))
 	assert.Same(t, slog.Default(), (&RemoteBackend{}).logger(context.Background()))
+	assert.Same(t, own, ProcessBackend{Logger: own}.logger(ctx))
+	assert.Same(t, pools, ProcessBackend{}.logger(ctx))
+	assert.Same(t, slog.Default(), ProcessBackend{}.logger(context.Background()))
+}
+
+// A ProcessBackend's zero fields mean the documented defaults.
+func TestProcessBackendDefaultsAreTheDocumentedOnes(t *testing.T) {
+	assert.Equal(t, 16<<20, ProcessBackend{}.maxMessage())
+	assert.Equal(t, 2*time.Second, ProcessBackend{}.keepAlive())
+	assert.Equal(t, 1, ProcessBackend{MaxMessageSize: 1}.maxMessage())
+	assert.Equal(t, time.Duration(1), ProcessBackend{KeepAlive: 1}.keepAlive())
 }
 
 // failingListener fails its first Accept (as when the process is out of
