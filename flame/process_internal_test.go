@@ -273,3 +273,43 @@ func TestBuildIDNoteIsReadToItsEnd(t *testing.T) {
 	assert.Empty(t, parseBuildIDNote(note(5, "Go\x00\x00", "abcd/efgh", 3), le), "another name length")
 	assert.Empty(t, parseBuildIDNote(note(4, "Go\x00\x00", "", 0)[:15], le), "too short for a note")
 }
+
+// A runner's output is logged a line at a time, a last line without its
+// newline included and nothing more at the end; the last stderr lines
+// are kept for boot errors.
+func TestRunnerOutputIsLoggedLineByLine(t *testing.T) {
+	var logs syncBuffer
+	c := &childProc{log: newTextLogger(&logs)}
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	c.outputs.Add(1)
+	go c.readOutput(r, "stderr")
+	for i := range 9 {
+		fmt.Fprintf(w, "line %d\n", i)
+	}
+	fmt.Fprint(w, "last words")
+	w.Close()
+	c.outputs.Wait()
+	r.Close()
+	lines := logLines(&logs)
+	require.Len(t, lines, 10)
+	assert.Contains(t, lines[0], `line="line 0"`)
+	assert.Contains(t, lines[9], `line="last words"`)
+	assert.Len(t, c.tail, tailLines)
+	assert.Equal(t, "last words", c.tail[tailLines-1])
+	assert.Equal(t, "line 2", c.tail[0])
+
+	// Output that ends with its newline ends there: no empty line after.
+	var out syncBuffer
+	c = &childProc{log: newTextLogger(&out)}
+	r, w, err = os.Pipe()
+	require.NoError(t, err)
+	c.outputs.Add(1)
+	go c.readOutput(r, "stdout")
+	fmt.Fprint(w, "one\ntwo\n")
+	w.Close()
+	c.outputs.Wait()
+	r.Close()
+	assert.Len(t, logLines(&out), 2)
+	assert.Empty(t, c.tail, "stdout is not kept")
+}
