@@ -344,3 +344,12 @@ func TestStatsRunnerLoadsSortedByID(t *testing.T) {
 		}
 	})
 }
+
+// The defaults are FLAME's, as the README says.
+func TestDefaultsAreFLAMEs(t *testing.T) {
+	assert.Equal(t, 100, DefaultMaxConcurrency)
+	for _, d := range []time.Duration{DefaultTimeout, DefaultBootTimeout, DefaultShutdownTimeout, DefaultIdleShutdownAfter} {
+		assert.Equal(t, 30*time.Second, d)
+	}
+	assert.Equal(t, Infinity, time.Duration(DefaultMinIdleShutdownAfter))
+}
