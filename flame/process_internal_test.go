@@ -203,7 +203,7 @@ func TestARunnerWhoseMainSkippedFlameMainBootsNoRunners(t *testing.T) {
 // A call whose connection broke waits up to a second (twice lostGrace)
 // for the node to go down, to say why; after that it says the connection
 // was lost.
-func TestLostCallWaitsTwiceLostGraceForTheReason(t *testing.T) {
+func TestLostCallWaitsASecondForTheReason(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		done := make(chan struct{})
 		var reason error
