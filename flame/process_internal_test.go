@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -313,4 +315,46 @@ func TestRunnerOutputIsLoggedLineByLine(t *testing.T) {
 	r.Close()
 	assert.Len(t, logLines(&out), 2)
 	assert.Empty(t, c.tail, "stdout is not kept")
+}
+
+// A boot whose runner never says READY fails when its ctx ends: past the
+// boot timeout with a hint at the usual cause, canceled as canceled; the
+// child is killed either way.
+func TestProcessBootThatNeverGetsReadySaysWhy(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	require.NoError(t, err)
+	b := ProcessBackend{Path: sleep, Args: []string{"60"}, Logger: slog.New(slog.DiscardHandler)}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = b.Boot(ctx, RunnerSpec{ID: 1})
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorContains(t, err, "no READY within the boot timeout (does the program's main call flame.Main() first?)")
+
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	_, err = b.Boot(ctx, RunnerSpec{ID: 2})
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorContains(t, err, "boot canceled")
+}
+
+// Shutting a runner down lets its calls finish: SHUTDOWN, not SIGTERM
+// (which would cancel them), while the connection takes it.
+func TestProcessShutdownLetsACallInFlightFinish(t *testing.T) {
+	node, err := ProcessBackend{Logger: slog.New(slog.DiscardHandler)}.Boot(context.Background(), RunnerSpec{ID: 1})
+	require.NoError(t, err)
+	marker := t.TempDir() + "/started"
+	args, _, err := encode(CBOR, struct {
+		Marker string
+		For    time.Duration
+	}{marker, 1500 * time.Millisecond}, false)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := node.(Invoker).Invoke(context.Background(), Invocation{Func: "test.block", Kind: KindCall, Args: args})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { _, err := os.Stat(marker); return err == nil }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, node.Shutdown(context.Background()))
+	assert.NoError(t, <-done, "the call in flight was cut short")
 }
