@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -479,8 +480,9 @@ func (i *neverInstance) Remove(context.Context) error {
 // unstartable launches instances that the platform reports gone at once,
 // because they cannot start (an unschedulable pod, say).
 type unstartable struct {
-	reason  error
-	removed chan struct{}
+	reason    error
+	removed   chan struct{}
+	removeErr error // what Remove returns
 }
 
 func (l *unstartable) Launch(context.Context, flame.LaunchSpec) (flame.Instance, error) {
@@ -497,7 +499,7 @@ type unstartableInstance struct {
 func (i *unstartableInstance) Err() error { return i.l.reason }
 func (i *unstartableInstance) Remove(context.Context) error {
 	close(i.l.removed)
-	return nil
+	return i.l.removeErr
 }
 
 // A platform that says a runner cannot start fails its boot at once, with
@@ -524,6 +526,54 @@ func TestRemoteVersionSkewFailsBoot(t *testing.T) {
 	require.ErrorIs(t, err, flame.ErrVersionSkew)
 	require.ErrorIs(t, err, flame.ErrBootFailed)
 	require.ErrorContains(t, err, "must register the same functions")
+	waitNoChildren(t, 5*time.Second)
+}
+
+// An instance whose removal fails after a failed boot is logged: it may
+// still be running somewhere, and the user must hear of it.
+func TestRemoteFailedBootsFailedRemoveIsLogged(t *testing.T) {
+	reason := fmt.Errorf("%w: pod p-1: ImagePullBackOff", flame.ErrBootFailed)
+	l := &unstartable{reason: reason, removed: make(chan struct{}), removeErr: errors.New("api server unreachable")}
+	p, logs := remotePool(t, flame.Config{Max: 1, BootTimeout: time.Hour}, &flame.RemoteBackend{Launcher: l})
+	_, err := pidFn.Call(context.Background(), p, struct{}{})
+	require.ErrorIs(t, err, reason)
+	<-l.removed
+	assert.Eventually(t, func() bool {
+		return slices.ContainsFunc(logs.lines(), func(s string) bool {
+			return strings.Contains(s, "removing a runner whose boot failed") && strings.Contains(s, "api server unreachable")
+		})
+	}, 5*time.Second, 5*time.Millisecond, "logs: %v", logs.lines())
+}
+
+// failingRemove is a launcher whose instances' Remove removes them and
+// then reports failure, as a platform API that errs after the fact.
+type failingRemove struct{ inner flame.Launcher }
+
+func (l failingRemove) Launch(ctx context.Context, spec flame.LaunchSpec) (flame.Instance, error) {
+	in, err := l.inner.Launch(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return failingRemoveInstance{in}, nil
+}
+
+type failingRemoveInstance struct{ flame.Instance }
+
+func (i failingRemoveInstance) Remove(ctx context.Context) error {
+	if err := i.Instance.Remove(ctx); err != nil {
+		return err
+	}
+	return errors.New("api server unreachable")
+}
+
+// A runner shut down cleanly whose instance could not be removed says so:
+// Shutdown returns the launcher's error.
+func TestRemoteShutdownReportsAFailedRemove(t *testing.T) {
+	be := &flame.RemoteBackend{Launcher: failingRemove{flame.CommandLauncher{Env: []string{raceQuickExit()}}}, Logger: slog.New(slog.DiscardHandler)}
+	node, err := be.Boot(context.Background(), flame.RunnerSpec{Pool: "p", ID: 1})
+	require.NoError(t, err)
+	err = node.Shutdown(context.Background())
+	assert.ErrorContains(t, err, "removing its instance: api server unreachable")
 	waitNoChildren(t, 5*time.Second)
 }
 
