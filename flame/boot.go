@@ -25,7 +25,8 @@ type bootOutcome struct {
 func (p *Pool) bootRunner(ctx context.Context, id uint64, count int, events bool) bootOutcome {
 	if events && p.cfg.OnGrowStart != nil {
 		ev := GrowEvent{Pool: p.cfg.Name, Count: count, RunnerID: id}
-		if v, stack := p.callHook(func() { p.cfg.OnGrowStart(ev) }); v != nil {
+		v, stack := p.callHook(func() { p.cfg.OnGrowStart(ev) })
+		if v != nil {
 			p.logError("OnGrowStart panicked; boot failed", "runner", id, "panic", v, "stack", string(stack))
 			return bootOutcome{err: fmt.Errorf("flame: boot runner %d: OnGrowStart panicked: %v", id, v)}
 		}

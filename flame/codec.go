@@ -99,11 +99,16 @@ func encode(c Codec, v any, pooled bool) (data []byte, release func(), err error
 		return nil, nil, err
 	}
 	return buf.Bytes(), func() {
-		if buf.Cap() <= maxPooledBuffer {
+		if keepForReuse(buf) {
 			encodeBufs.Put(buf)
 		}
 	}, nil
 }
+
+// keepForReuse reports whether an encode buffer goes back to the pool once
+// released: one that grew past maxPooledBuffer is dropped, so that one
+// huge payload does not keep its memory for the life of the program.
+func keepForReuse(buf *bytes.Buffer) bool { return buf.Cap() <= maxPooledBuffer }
 
 // keepsBytes reports whether decodeOwned may make a value of type T keep
 // the memory of the data it is decoded from.

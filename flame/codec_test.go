@@ -237,3 +237,24 @@ func TestALocalCallGivesItsArgumentsBufferBackUnlessKept(t *testing.T) {
 		assert.Equal(t, c.want, given, c.name)
 	}
 }
+
+// Encode buffers up to maxPooledBuffer go back to the pool for reuse; one
+// that a huge payload grew past it is dropped.
+func TestOnlyBuffersUpToTheLimitAreKeptForReuse(t *testing.T) {
+	assert.True(t, keepForReuse(bytes.NewBuffer(make([]byte, 0, 4<<10))))
+	assert.True(t, keepForReuse(bytes.NewBuffer(make([]byte, 0, maxPooledBuffer))))
+	assert.False(t, keepForReuse(bytes.NewBuffer(make([]byte, 0, maxPooledBuffer+1))))
+}
+
+// A byte string decodes in place whichever length header it comes with,
+// the 8-byte one included (other encoders may use a longer header than
+// they need).
+func TestByteStringDecodesInPlaceWithEveryHeader(t *testing.T) {
+	for _, head := range [][]byte{{0x43}, {0x58, 3}, {0x59, 0, 3}, {0x5a, 0, 0, 0, 3}, {0x5b, 0, 0, 0, 0, 0, 0, 0, 3}} {
+		data := append(append([]byte(nil), head...), 'a', 'b', 'c')
+		var b []byte
+		require.NoError(t, decodeOwned(CBOR, data, &b), "% x", head)
+		assert.Equal(t, "abc", string(b))
+		assert.Same(t, &data[len(head)], &b[0], "% x: copied", head)
+	}
+}
