@@ -43,6 +43,7 @@ func main() {
 	calls := flag.Int("calls", 20000, "sequential calls for the latency percentiles")
 	dur := flag.Duration("dur", 3*time.Second, "duration of each throughput run")
 	runnerProcs := flag.Int("runner-procs", 0, "GOMAXPROCS of the runner processes (0: Go's default)")
+	flag.StringVar(&runnerCPU, "runner-cpu", "", "CPUs the runners run on (a taskset(1) list); with the parent pinned too, e.g. `taskset -c 0 procbench -runner-cpu 0`, every transport runs with the same placement")
 	which := flag.String("transports", "", "comma-separated transports to measure: socketpair, tls-loopback, tls-veth (default: every one this machine can run)")
 	flag.Parse()
 	if *runnerProcs > 0 {
@@ -126,6 +127,23 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // runnerEnv is added to the runners' environment (-runner-procs).
 var runnerEnv []string
+
+// runnerCPU pins the runners (-runner-cpu).
+var runnerCPU string
+
+// runnerCommand is how a runner process is started: this program, under
+// taskset when -runner-cpu pins the runners. The kernel places the two
+// ends of a Unix socket pair on one CPU as they wake each other, but not
+// the two ends of a loopback TCP connection (woken from softirq), so
+// without pinning a comparison of the transports compares placements as
+// much as transports.
+func runnerCommand() (string, []string, error) {
+	exe, err := os.Executable()
+	if err != nil || runnerCPU == "" {
+		return exe, nil, err
+	}
+	return "taskset", []string{"-c", runnerCPU, exe}, nil
+}
 
 // bootTimes boots n runners one after the other over t and returns their
 // boot times (launch to READY), sorted.

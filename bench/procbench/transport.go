@@ -58,14 +58,20 @@ func makeTransport(name string) (*transport, error) {
 	if !slices.Contains(transportNames, name) {
 		return nil, fmt.Errorf("unknown transport %q (want one of %s)", name, strings.Join(transportNames, ", "))
 	}
+	path, args, err := runnerCommand()
+	if err != nil {
+		return nil, err
+	}
 	switch name {
 	case "socketpair":
 		return &transport{name: name, close: func() {},
-			backend: func() flame.Backend { return flame.ProcessBackend{Logger: quiet, Env: runnerEnv} }}, nil
+			backend: func() flame.Backend {
+				return flame.ProcessBackend{Path: path, Args: args, Logger: quiet, Env: runnerEnv}
+			}}, nil
 	case "tls-loopback":
 		return &transport{name: name, close: func() {}, backend: func() flame.Backend {
-			return &flame.RemoteBackend{Launcher: flame.CommandLauncher{Env: runnerEnv}, Logger: quiet}
+			return &flame.RemoteBackend{Launcher: flame.CommandLauncher{Path: path, Args: args, Env: runnerEnv}, Logger: quiet}
 		}}, nil
 	}
-	return vethTransport()
+	return vethTransport(path, args)
 }

@@ -4,6 +4,6 @@ package main
 
 import "errors"
 
-func vethTransport() (*transport, error) {
+func vethTransport(string, []string) (*transport, error) {
 	return nil, errors.New("network namespaces need Linux")
 }
