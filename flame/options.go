@@ -49,9 +49,10 @@ func merge(opts []CallOption, wait, exec time.Duration) (callOpts, error) {
 			if op.timeout < 0 {
 				return o, errNegativeTimeout
 			}
-			o.wait, o.exec = op.timeout, op.timeout
 			if op.timeout == 0 {
 				o.wait, o.exec = wait, exec
+			} else {
+				o.wait, o.exec = op.timeout, op.timeout
 			}
 		}
 		if op.hasLink {

@@ -119,9 +119,7 @@ func (n *processNode) bootError(ctx context.Context, err error) error {
 		}
 		return fmt.Errorf("boot canceled: %w", ctx.Err())
 	}
-	if err := refusedBoot(err); errors.Is(err, ErrVersionSkew) {
-		return err
-	}
+	err = refusedBoot(err)
 	if errors.Is(err, session.ErrLost) {
 		select {
 		case <-n.child.exited:
