@@ -2,6 +2,7 @@ package flame
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"time"
@@ -92,6 +93,17 @@ func (b ProcessBackend) logger(ctx context.Context) *slog.Logger { return backen
 // isRunner and parentEnv are read once, at package init: this process was
 // started by a ProcessBackend.
 var parentEnv, isRunner = os.LookupEnv(envParent)
+
+// runnerMissedMain is the error of a boot in a process that was started
+// as a runner but whose main did not call flame.Main first: left alone, it
+// would boot runners of its own, each of which would do the same. Nil
+// otherwise.
+func runnerMissedMain() error {
+	if isRunner && os.Getenv(envParent) != "" {
+		return bootFailed(errors.New("flame: this process was started as a runner, but its main did not call flame.Main() first" + mainHint))
+	}
+	return nil
+}
 
 // IsRunner reports whether this process was started as a runner by a
 // ProcessBackend. It is set before any package is initialized, so

@@ -30,8 +30,8 @@ const (
 // Boot implements Backend: it starts a runner process and returns once the
 // runner is READY, or fails (and kills the child) when ctx ends first.
 func (b ProcessBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error) {
-	if isRunner && os.Getenv(envParent) != "" {
-		return nil, bootFailed(errors.New("flame: this process was started as a runner, but its main did not call flame.Main() first" + mainHint))
+	if err := runnerMissedMain(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

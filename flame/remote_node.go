@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +26,8 @@ func (b *RemoteBackend) Boot(ctx context.Context, spec RunnerSpec) (Node, error)
 	if err := b.validate(); err != nil {
 		return nil, bootFailed(err)
 	}
-	if isRunner && os.Getenv(envParent) != "" {
-		return nil, bootFailed(errors.New("flame: this process was started as a runner, but its main did not call flame.Main() first" + mainHint))
+	if err := runnerMissedMain(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
