@@ -10,10 +10,11 @@ import (
 
 // Budgets of queued callers end through one timer per pool, armed for the
 // earliest deadline in the queue, rather than one timer per caller: a
-// queued checkout then waits on its channel alone. Requires q's lock.
-func (p *Pool) armSweep(at int64) {
+// queued checkout then waits on its channel alone. now is a reading just
+// taken. Requires q's lock.
+func (p *Pool) armSweep(at, now int64) {
 	p.sweepAt = at
-	d := time.Duration(at - p.clock.Exact())
+	d := time.Duration(at - now)
 	if p.sweepTimer == nil {
 		p.sweepTimer = time.AfterFunc(d, p.sweep)
 		return
@@ -32,19 +33,20 @@ func (p *Pool) sweep() {
 		// An if chain rather than a switch: mutation testing sees the
 		// coverage of statements, and a case's condition is none.
 		w := e.Value
-		if w.deadline == 0 {
+		if w.budget == 0 {
 			return
 		}
-		if w.deadline <= now {
+		d := w.due(p.clock)
+		if d <= now {
 			p.q.Remove(e)
 			w.ch <- expiredMark
 			return
 		}
-		next = min(next, w.deadline)
+		next = min(next, d)
 	})
 	p.sweepAt = 0
 	if next != math.MaxInt64 { // none left with a deadline short of forever: no timer
-		p.armSweep(next)
+		p.armSweep(next, now)
 	}
 	p.queueLeft()
 }
@@ -63,11 +65,31 @@ func (w *waiter) live(now *int64, clk *clock.Clock) bool {
 	if w.ctx.Err() != nil {
 		return false
 	}
-	if w.deadline == 0 {
+	if w.budget == 0 {
 		return true
 	}
 	if *now == 0 {
 		*now = clk.Now()
 	}
-	return *now < w.deadline
+	return *now < w.earliest() || *now < w.due(clk)
+}
+
+// due returns w's deadline, working it out from w's stamp the first time:
+// never more than clock.Tolerance before the caller queued plus its
+// budget, as an execution limit's. Requires q's lock and a budget.
+func (w *waiter) due(clk *clock.Clock) int64 {
+	if w.deadline == 0 {
+		w.deadline = addLimit(clk.Start(w.stamp), w.budget)
+	}
+	return w.deadline
+}
+
+// earliest returns the earliest w's deadline can be, reading no clock:
+// its stamp's reading plus the budget, or the deadline once known.
+// Requires q's lock and a budget.
+func (w *waiter) earliest() int64 {
+	if w.deadline != 0 {
+		return w.deadline
+	}
+	return addLimit(w.stamp.At(), w.budget)
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/goflame/goflame/flame/internal/clock"
 )
 
 // Queued callers with budgets of 10, 30 and 20 ms each give up when their
@@ -35,6 +37,42 @@ func TestEachQueuedBudgetEndsOnTime(t *testing.T) {
 		}
 		for i, b := range budgets {
 			assert.Equal(t, b, <-ended[i], "the caller with a %v budget gave up at the wrong time", b)
+		}
+		close(held.release)
+		assert.NoError(t, <-held.done)
+	})
+}
+
+// Callers that queue while the pool's clock runs, each behind a sweep
+// already armed for an earlier deadline, have their deadlines worked out
+// from their stamps only when the sweep needs them: each still gives up
+// when its own budget ends, never more than clock.Tolerance early.
+func TestBudgetsStampedWhileTheClockRunsEndOnTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
+		ctx := context.Background()
+		held := callHold(ctx, p)
+		synctest.Wait()
+		// Arriving 3 ms apart, with deadlines at 20, 8 and 18 ms: the third
+		// queues behind the sweep armed for the second's.
+		budgets := []time.Duration{20 * time.Millisecond, 5 * time.Millisecond, 12 * time.Millisecond}
+		waited := make([]chan time.Duration, len(budgets))
+		for i, b := range budgets {
+			waited[i] = make(chan time.Duration, 1)
+			go func() {
+				arrived := time.Now()
+				err := p.Call(ctx, func(context.Context) error { return nil }, WithTimeout(b))
+				if !errors.Is(err, ErrCheckoutTimeout) {
+					t.Errorf("caller with a %v budget: %v, want ErrCheckoutTimeout", b, err)
+				}
+				waited[i] <- time.Since(arrived)
+			}()
+			time.Sleep(3 * time.Millisecond)
+		}
+		for i, b := range budgets {
+			w := <-waited[i]
+			assert.LessOrEqual(t, w, b, "the caller with a %v budget gave up late", b)
+			assert.GreaterOrEqual(t, w, b-clock.Tolerance, "the caller with a %v budget gave up early", b)
 		}
 		close(held.release)
 		assert.NoError(t, <-held.done)

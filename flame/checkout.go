@@ -2,9 +2,9 @@ package flame
 
 import (
 	"context"
-	"math"
 	"time"
 
+	"github.com/goflame/goflame/flame/internal/clock"
 	"github.com/goflame/goflame/flame/internal/waitq"
 	"github.com/goflame/goflame/internal/placement"
 )
@@ -21,7 +21,9 @@ const (
 type waiter struct {
 	elem     waitq.Elem[*waiter]
 	ctx      context.Context
-	deadline int64 // on p.clock's scale; 0: no budget
+	budget   int64       // the checkout budget (ns); 0: none
+	stamp    *clock.Tick // the tick stamped when the caller queued, until deadline is known
+	deadline int64       // on p.clock's scale once known (see due); 0: not yet, or no budget
 	kind     waitKind
 	// ch receives the granted runner, nil when the pool closes (or drops
 	// a queued cast), expiredMark when the budget ends, or failedMark (with
@@ -138,9 +140,9 @@ func (p *Pool) checkout(ctx context.Context, budget time.Duration, kind waitKind
 
 func (p *Pool) checkoutSlow(ctx context.Context, budget time.Duration, kind waitKind) (*runner, error) {
 	w := p.waiterPool.Get().(*waiter)
-	w.ctx, w.kind, w.deadline = ctx, kind, 0
+	w.ctx, w.kind, w.budget, w.deadline = ctx, kind, 0, 0
 	r, err := p.wait(w, budget)
-	w.ctx = nil
+	w.ctx, w.stamp = nil, nil
 	p.waiterPool.Put(w) // nothing refers to it any more (see wait)
 	return r, err
 }
@@ -148,13 +150,20 @@ func (p *Pool) checkoutSlow(ctx context.Context, budget time.Duration, kind wait
 // wait queues w and waits for a slot. When it returns, w is out of the queue
 // and its channel is empty, so w can be reused.
 func (p *Pool) wait(w *waiter, budget time.Duration) (*runner, error) {
-	// Exact, so a budget ends when it says; the clock's coarse reading
-	// could end it up to a millisecond early.
-	queued := p.clock.Exact()
+	// The coarse clock, as for an execution limit: a reading of the time
+	// costs about as much as the checkout, and most waits end long before
+	// their budget, so the budget's start is worked out from the stamp
+	// only when the sweep or a handoff needs its deadline (see due).
+	tick, queued := p.clock.Stamp()
+	if tick != nil {
+		queued = tick.At()
+	}
 	if budget != Infinity {
-		if w.deadline = queued + int64(budget); w.deadline < 0 {
-			w.deadline = math.MaxInt64
+		w.budget = int64(budget)
+		if tick == nil {
+			w.deadline = addLimit(queued, w.budget)
 		}
+		w.stamp = tick
 	}
 
 	p.q.Lock()
@@ -163,7 +172,7 @@ func (p *Pool) wait(w *waiter, budget time.Duration) (*runner, error) {
 		return nil, ErrClosed
 	}
 	r, err := p.waitQueued(w)
-	p.waits.record(r != nil, p.clock.Exact()-queued)
+	p.waits.record(r != nil, max(0, p.clock.Now()-queued))
 	return r, err
 }
 
@@ -175,8 +184,18 @@ func (p *Pool) waitQueued(w *waiter) (*runner, error) {
 	// waiter.
 	p.q.PushBack(&w.elem)
 	p.serveLocked()
-	if w.elem.Queued() && w.deadline != 0 && (p.sweepAt == 0 || w.deadline < p.sweepAt) {
-		p.armSweep(w.deadline)
+	if w.elem.Queued() && w.budget != 0 && (p.sweepAt == 0 || w.earliest() < p.sweepAt) {
+		// Unless the sweep is armed no later than this deadline can be
+		// (the steady state under load: equal budgets end in queue
+		// order), it may have to be armed for this one. That reads the
+		// clock anyway, so this deadline is exact.
+		now := p.clock.Exact()
+		if w.deadline == 0 {
+			w.deadline = addLimit(now, w.budget)
+		}
+		if p.sweepAt == 0 || w.deadline < p.sweepAt {
+			p.armSweep(w.deadline, now)
+		}
 	}
 	p.q.Unlock()
 

@@ -20,13 +20,13 @@ import (
 // checkoutWaiter builds a waiter the way checkoutSlow does, without a
 // goroutine behind it, so tests can put the queue in exact states.
 func checkoutWaiter(p *Pool, ctx context.Context, deadline time.Time) *waiter {
-	var dl int64 // on p.clock's scale, as checkoutSlow sets it
-	if !deadline.IsZero() {
-		if dl = int64(deadline.Sub(p.clock.Time(0))); dl == 0 {
-			dl = -1 // 0 means "no budget"; this one ends at the clock's epoch
+	w := &waiter{ctx: ctx, kind: kindCall, ch: make(chan *runner, 1)}
+	if !deadline.IsZero() { // a budget (its length matters no more) whose deadline is known, on p.clock's scale
+		w.budget = int64(time.Second)
+		if w.deadline = int64(deadline.Sub(p.clock.Time(0))); w.deadline == 0 {
+			w.deadline = -1 // 0 means "not known yet"; this one ends at the clock's epoch
 		}
 	}
-	w := &waiter{ctx: ctx, deadline: dl, kind: kindCall, ch: make(chan *runner, 1)}
 	w.elem.Value = w
 	return w
 }

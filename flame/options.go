@@ -16,7 +16,8 @@ type CallOption struct {
 }
 
 // WithTimeout bounds the call: the checkout wait gets a budget of d and the
-// execution gets a fresh d, as in FLAME. Zero means the defaults (and undoes
+// execution gets a fresh d, as in FLAME. Each starts when it begins (never
+// more than a millisecond earlier, however busy the machine). Zero means the defaults (and undoes
 // an earlier WithTimeout); Infinity removes the limit; a negative d makes
 // the call fail with an error matching ErrInvalidConfig.
 func WithTimeout(d time.Duration) CallOption {

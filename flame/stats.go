@@ -20,7 +20,7 @@ type Stats struct {
 	Shrunk                   uint64        // runners removed, for any reason
 	Checkouts                uint64        // slots taken
 	Waits                    uint64        // checkouts that had to queue first
-	WaitTime                 time.Duration // total time callers spent queued, those who gave up included
+	WaitTime                 time.Duration // total time callers spent queued, those who gave up included; each wait read on the pool's coarse clock (to a millisecond)
 	GaveUp                   uint64        // queued callers that left without a slot: ctx, budget, Close, a failed boot
 }
 

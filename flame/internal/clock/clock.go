@@ -76,6 +76,9 @@ func New(spawn func(func())) *Clock {
 	return c
 }
 
+// At returns the tick's reading.
+func (t *Tick) At() int64 { return t.at }
+
 // Now returns a coarse reading: the latest tick's, which may be stale when
 // the refresher runs late.
 func (c *Clock) Now() int64 {
