@@ -110,7 +110,7 @@ func BenchmarkFreeCheckout(b *testing.B) {
 		b.Run(fmt.Sprintf("impl=goflame/par=%d", par), func(b *testing.B) {
 			p := benchPool(b, 4, 64)
 			op := func(ctx context.Context) error {
-				r, err := p.checkout(ctx, Infinity, kindCall)
+				r, _, err := p.checkout(ctx, Infinity, kindCall)
 				if err != nil {
 					return err
 				}

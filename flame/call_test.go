@@ -1103,7 +1103,7 @@ func TestCheckoutReleaseWithFreeCapacityAllocatesNothing(t *testing.T) {
 	p := mustPool(t, Config{Min: 1, Max: 1})
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(1000, func() {
-		r, err := p.checkout(ctx, time.Second, kindCall)
+		r, _, err := p.checkout(ctx, time.Second, kindCall)
 		if err != nil {
 			panic(err)
 		}

@@ -53,11 +53,18 @@ type waiter struct {
 // running meanwhile the choice is exactly least-loaded; under concurrency
 // it is least-loaded as of the loads it read.
 func (p *Pool) claim() *runner {
+	r, _ := p.claimGen()
+	return r
+}
+
+// claimGen is claim, also returning the generation the checkout took the
+// runner's word to.
+func (p *Pool) claimGen() (*runner, uint64) {
 	for {
 		set := *p.set.Load()
 		n := len(set)
 		if n == 0 {
-			return nil
+			return nil, 0
 		}
 		floor := p.floor.Load()
 		i := placement.Caller(n)
@@ -68,11 +75,11 @@ func (p *Pool) claim() *runner {
 		}
 		if !ok {
 			if r, w = p.scan(set, i, floor); r == nil {
-				return nil
+				return nil, 0
 			}
 		}
 		if r.take(w) {
-			return r
+			return r, (w>>genShift + 1) & genMask
 		}
 	}
 }
@@ -126,16 +133,19 @@ func (p *Pool) lowerFloor(load int) {
 	}
 }
 
-// checkout returns a runner whose slot the caller now holds. With a free
-// slot and nobody queued it takes no lock and allocates nothing; otherwise
-// the caller queues (FIFO) for up to budget, or until ctx is done.
-func (p *Pool) checkout(ctx context.Context, budget time.Duration, kind waitKind) (*runner, error) {
+// checkout returns a runner whose slot the caller now holds, and a zeroed
+// context for the work from the runner's block (see ctxEntry) when it took
+// a free slot itself, nil when a slot was handed to it. With a free slot
+// and nobody queued it takes no lock and allocates nothing; otherwise the
+// caller queues (FIFO) for up to budget, or until ctx is done.
+func (p *Pool) checkout(ctx context.Context, budget time.Duration, kind waitKind) (*runner, *execCtx, error) {
 	if p.q.Len() == 0 {
-		if r := p.claim(); r != nil {
-			return r, nil
+		if r, gen := p.claimGen(); r != nil {
+			return r, r.ctxEntry(gen), nil
 		}
 	}
-	return p.checkoutSlow(ctx, budget, kind)
+	r, err := p.checkoutSlow(ctx, budget, kind)
+	return r, nil, err
 }
 
 func (p *Pool) checkoutSlow(ctx context.Context, budget time.Duration, kind waitKind) (*runner, error) {

@@ -52,7 +52,7 @@ func checkoutGranted(w *waiter) *runner {
 
 func checkoutMustTake(t *testing.T, p *Pool) *runner {
 	t.Helper()
-	r, err := p.checkout(context.Background(), time.Second, kindCall)
+	r, _, err := p.checkout(context.Background(), time.Second, kindCall)
 	require.NoError(t, err)
 	require.NotNil(t, r)
 	return r
@@ -260,7 +260,7 @@ func TestNewcomerDoesNotOvertakeQueuedWaiter(t *testing.T) {
 		head := checkoutWaiter(p, context.Background(), time.Time{})
 		checkoutEnqueue(p, head) // queued, slot free, not yet served
 
-		r, err := p.checkout(context.Background(), time.Second, kindCall)
+		r, _, err := p.checkout(context.Background(), time.Second, kindCall)
 		assert.ErrorIs(t, err, ErrCheckoutTimeout, "newcomer overtook a queued waiter")
 		assert.Nil(t, r)
 		got := checkoutGranted(head)
@@ -481,7 +481,7 @@ func TestReleaseRacingEnqueueNeverStrandsCaller(t *testing.T) {
 			got := make(chan *runner, 1)
 			go func() {
 				together()
-				r2, _ := p.checkout(context.Background(), Infinity, kindCall)
+				r2, _, _ := p.checkout(context.Background(), Infinity, kindCall)
 				got <- r2
 			}()
 			go func() {

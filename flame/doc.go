@@ -62,6 +62,11 @@
 // resizes; callers only wake it. User code (fn, hooks, IdleCheck, Backend
 // methods) never runs under a pool lock.
 //
+// fn's ctx is its own and may be kept after fn returns (it then reports
+// context.Canceled). Contexts are allocated 31 at a time, per runner, so a
+// kept one also keeps the 30 that share its allocation, and their parent
+// contexts, from being collected until it is dropped.
+//
 // # Scaling
 //
 // A runner boots when every runner is full, there is room under Max, and

@@ -58,8 +58,13 @@ const (
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func (p *Pool) newExecCtx(parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
-	c := &execCtx{parent: parent, r: r, linked: linked}
+// newExecCtx fills c, a zeroed context from the checkout (nil: one is
+// allocated), for work on r.
+func (p *Pool) newExecCtx(c *execCtx, parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
+	if c == nil {
+		c = new(execCtx)
+	}
+	c.parent, c.r, c.linked = parent, r, linked
 	if limit == Infinity { // callers pass a positive limit or Infinity
 		return c
 	}

@@ -29,6 +29,7 @@ const (
 	stateMask  = 3 << stateShift
 	genShift   = stateShift + 2
 	genOne     = 1 << genShift
+	genMask    = 1<<(64-genShift) - 1
 
 	// maxMaxConcurrency is the largest MaxConcurrency the word can count.
 	maxMaxConcurrency = loadMask
@@ -43,13 +44,15 @@ func wordState(w uint64) uint64     { return w & stateMask }
 func withState(w, st uint64) uint64 { return w&^stateMask | st }
 
 // runner is one booted runner. The word is written by every checkout and
-// release, so it sits alone on its cache line; the rest is set at boot and
-// read-only after, except where noted.
+// release, so it sits on a cache line of its own with what only a checkout
+// touches beside it; the rest is set at boot and read-only after, except
+// where noted.
 type runner struct {
 	_     [64]byte
 	word  atomic.Uint64
-	wraps atomic.Uint64 // times the generation overflowed; written only then
-	_     [48]byte
+	wraps atomic.Uint64             // times the generation overflowed; written only then
+	block atomic.Pointer[execBlock] // where the next checkouts' contexts come from (see ctxEntry)
+	_     [40]byte
 
 	id      uint64
 	node    Node
@@ -100,6 +103,7 @@ func (r *runner) handOn() bool {
 		}
 		if nw := w + genOne; r.word.CompareAndSwap(w, nw) {
 			r.checkedOut(w, nw)
+			r.leftBehind(nw >> genShift)
 			return true
 		}
 	}

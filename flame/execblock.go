@@ -1,0 +1,42 @@
+package flame
+
+// execBlockLen is how many contexts one execBlock holds: 31 of 64 bytes
+// and the block's header fill a 2 KiB allocation.
+const execBlockLen = 31
+
+// execBlock is one allocation that serves the contexts of execBlockLen
+// consecutive checkouts of a runner (by generation), each entry used once.
+type execBlock struct {
+	first uint64 // the generation whose context is ctxs[0]
+	ctxs  [execBlockLen]execCtx
+}
+
+// ctxEntry returns a zeroed execCtx for the checkout that took the runner's
+// generation to gen, one that no other checkout gets: its entry of the
+// current block, or the first entry of a new block that becomes current.
+// A fn may keep its ctx after it returns, so a context is never reused;
+// the block only spreads one allocation (and the garbage collector's
+// per-object work) over execBlockLen calls. Generations never repeat
+// while a block is current: a checkout outside its range replaces it, and
+// a handoff that passes it drops it (leftBehind).
+func (r *runner) ctxEntry(gen uint64) *execCtx {
+	b := r.block.Load()
+	if b != nil {
+		if i := (gen - b.first) & genMask; i < execBlockLen {
+			return &b.ctxs[i]
+		}
+	}
+	nb := &execBlock{first: gen}
+	r.block.CompareAndSwap(b, nb) // lost to another checkout's block: this one serves this checkout alone
+	return &nb.ctxs[0]
+}
+
+// leftBehind drops the current block once a handoff (which takes no
+// context from it) has taken the generation to gen past it, so that a
+// runner that only hands slots over never keeps a block long enough for
+// its generation to wrap around into it.
+func (r *runner) leftBehind(gen uint64) {
+	if b := r.block.Load(); b != nil && (gen-b.first)&genMask >= execBlockLen {
+		r.block.CompareAndSwap(b, nil)
+	}
+}
