@@ -25,6 +25,9 @@ type waiter struct {
 	stamp    *clock.Tick // the tick stamped when the caller queued, until deadline is known
 	deadline int64       // on p.clock's scale once known (see due); 0: not yet, or no budget
 	kind     waitKind
+	// entry is the context the granter took from the runner's block for
+	// the work (see ctxEntry), set before the runner is sent on ch.
+	entry *execCtx
 	// ch receives the granted runner, nil when the pool closes (or drops
 	// a queued cast), expiredMark when the budget ends, or failedMark (with
 	// err) when a boot failed that retrying cannot fix. At most one value
@@ -144,17 +147,20 @@ func (p *Pool) checkout(ctx context.Context, budget time.Duration, kind waitKind
 			return r, r.ctxEntry(gen), nil
 		}
 	}
-	r, err := p.checkoutSlow(ctx, budget, kind)
-	return r, nil, err
+	return p.checkoutSlow(ctx, budget, kind)
 }
 
-func (p *Pool) checkoutSlow(ctx context.Context, budget time.Duration, kind waitKind) (*runner, error) {
+func (p *Pool) checkoutSlow(ctx context.Context, budget time.Duration, kind waitKind) (*runner, *execCtx, error) {
 	w := p.waiterPool.Get().(*waiter)
 	w.ctx, w.kind, w.budget, w.deadline = ctx, kind, 0, 0
 	r, err := p.wait(w, budget)
-	w.ctx, w.stamp = nil, nil
+	entry := w.entry
+	if err != nil {
+		entry = nil // a slot handed over as the caller gave up went back with its entry unused
+	}
+	w.ctx, w.stamp, w.entry = nil, nil, nil
 	p.waiterPool.Put(w) // nothing refers to it any more (see wait)
-	return r, err
+	return r, entry, err
 }
 
 // wait queues w and waits for a slot. When it returns, w is out of the queue

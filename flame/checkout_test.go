@@ -415,7 +415,7 @@ func TestCallerEnqueueingAsSlotFreesIsServedAtOnce(t *testing.T) {
 		require.Nil(t, p.claim()) // the caller's fast path fails here...
 		p.release(r)              // ...then the slot frees before it queues
 		start := time.Now()
-		got, err := p.checkoutSlow(context.Background(), time.Minute, kindCall)
+		got, _, err := p.checkoutSlow(context.Background(), time.Minute, kindCall)
 		require.NoError(t, err)
 		assert.Zero(t, time.Since(start), "caller waited beside a free slot")
 		assert.Same(t, r, got)

@@ -16,9 +16,9 @@ type execBlock struct {
 // current block, or the first entry of a new block that becomes current.
 // A fn may keep its ctx after it returns, so a context is never reused;
 // the block only spreads one allocation (and the garbage collector's
-// per-object work) over execBlockLen calls. Generations never repeat
-// while a block is current: a checkout outside its range replaces it, and
-// a handoff that passes it drops it (leftBehind).
+// per-object work) over execBlockLen calls. Every checkout, a handoff
+// included, takes its entry, and one outside the block's range replaces
+// it, so the generation can never come round into a block still current.
 func (r *runner) ctxEntry(gen uint64) *execCtx {
 	b := r.block.Load()
 	if b != nil {
@@ -29,14 +29,4 @@ func (r *runner) ctxEntry(gen uint64) *execCtx {
 	nb := &execBlock{first: gen}
 	r.block.CompareAndSwap(b, nb) // lost to another checkout's block: this one serves this checkout alone
 	return &nb.ctxs[0]
-}
-
-// leftBehind drops the current block once a handoff (which takes no
-// context from it) has taken the generation to gen past it, so that a
-// runner that only hands slots over never keeps a block long enough for
-// its generation to wrap around into it.
-func (r *runner) leftBehind(gen uint64) {
-	if b := r.block.Load(); b != nil && (gen-b.first)&genMask >= execBlockLen {
-		r.block.CompareAndSwap(b, nil)
-	}
 }

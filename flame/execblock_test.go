@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,17 +91,54 @@ func TestCtxEntryIsOnePerGeneration(t *testing.T) {
 	assert.Same(t, &wb.ctxs[2], r.ctxEntry(0), "the block goes on across the wrap")
 }
 
-// A runner that only hands slots over drops its block once the handoffs
-// have passed it, so its generation can never come round into it again.
-func TestHandoffsLeaveNoBlockBehind(t *testing.T) {
+// Slots handed from caller to caller get contexts from the blocks too,
+// each its own: every handoff takes the entry of the generation it took
+// the runner's word to.
+func TestHandedOverSlotsGetContextsOfTheirOwn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
+		held := callHold(context.Background(), p)
+		synctest.Wait()
+		const callers = 3 * execBlockLen
+		var mu sync.Mutex
+		var kept []context.Context
+		seen := make(map[context.Context]bool, callers)
+		var wg sync.WaitGroup
+		for range callers {
+			wg.Go(func() {
+				err := p.Call(context.Background(), func(ctx context.Context) error {
+					mu.Lock()
+					defer mu.Unlock()
+					assert.False(t, seen[ctx], "a context handed out twice")
+					seen[ctx] = true
+					kept = append(kept, ctx)
+					return ctx.Err()
+				})
+				assert.NoError(t, err)
+			})
+		}
+		synctest.Wait()
+		require.Equal(t, callers, p.Stats().Waiting, "every caller queues behind the held slot")
+		close(held.release)
+		require.NoError(t, <-held.done)
+		wg.Wait()
+		assert.Len(t, kept, callers)
+		for _, ctx := range kept {
+			assert.ErrorIs(t, ctx.Err(), context.Canceled, "a kept context is not over")
+		}
+	})
+}
+
+// handOn reports the generation it took the word to, the one whose entry
+// the waiter gets.
+func TestHandOnReportsTheNewGeneration(t *testing.T) {
 	r := &runner{}
-	r.word.Store(stActive | 1) // active, one slot held
-	r.ctxEntry(1)              // a block for generations 1 to execBlockLen
-	b := r.block.Load()
-	for range execBlockLen {
-		require.True(t, r.handOn())
-		require.Same(t, b, r.block.Load(), "dropped while the handoffs were still within it")
-	}
-	require.True(t, r.handOn())
-	assert.Nil(t, r.block.Load(), "kept after the handoffs passed it")
+	r.word.Store(genMask<<genShift | stActive | 1) // the last generation before the wrap
+	gen, ok := r.handOn()
+	require.True(t, ok)
+	assert.Equal(t, r.word.Load()>>genShift, gen)
+	assert.Zero(t, gen, "the generation wraps to 0")
+	r.Kill()
+	_, ok = r.handOn()
+	assert.False(t, ok, "handed on a slot of a runner that takes no work")
 }

@@ -10,11 +10,12 @@ func (p *Pool) serveLocked() {
 		if e == nil {
 			return
 		}
-		r := p.claim()
+		r, gen := p.claimGen()
 		if r == nil {
 			return
 		}
 		p.q.Remove(e)
+		e.Value.entry = r.ctxEntry(gen)
 		e.Value.ch <- r
 	}
 }
@@ -74,10 +75,12 @@ func (p *Pool) handoff(r *runner) bool {
 	if e == nil {
 		return false
 	}
-	if !r.handOn() {
+	gen, ok := r.handOn()
+	if !ok {
 		return false
 	}
 	p.q.Remove(e)
+	e.Value.entry = r.ctxEntry(gen)
 	e.Value.ch <- r
 	return true
 }

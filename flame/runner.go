@@ -93,18 +93,18 @@ func (r *runner) take(w uint64) bool {
 }
 
 // handOn passes a slot that is being released straight to a waiter: the
-// load stays, the generation (a new checkout) goes up. It fails, leaving
-// the slot with the releaser, once the runner takes no work.
-func (r *runner) handOn() bool {
+// load stays, the generation (a new checkout) goes up; it returns the new
+// generation. It fails, leaving the slot with the releaser, once the
+// runner takes no work.
+func (r *runner) handOn() (uint64, bool) {
 	for {
 		w := r.word.Load()
 		if wordState(w) != stActive {
-			return false
+			return 0, false
 		}
 		if nw := w + genOne; r.word.CompareAndSwap(w, nw) {
 			r.checkedOut(w, nw)
-			r.leftBehind(nw >> genShift)
-			return true
+			return nw >> genShift, true
 		}
 	}
 }
