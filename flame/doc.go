@@ -63,8 +63,8 @@
 // methods) never runs under a pool lock.
 //
 // fn's ctx is its own and may be kept after fn returns (it then reports
-// context.Canceled). Contexts are allocated 31 at a time, per runner, so a
-// kept one also keeps the 30 that share its allocation, and their parent
+// context.Canceled). Contexts are allocated 30 at a time, per runner, so a
+// kept one also keeps the 29 that share its allocation, and their parent
 // contexts, from being collected until it is dropped.
 //
 // # Scaling

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -141,4 +142,16 @@ func TestHandOnReportsTheNewGeneration(t *testing.T) {
 	r.Kill()
 	_, ok = r.handOn()
 	assert.False(t, ok, "handed on a slot of a runner that takes no work")
+}
+
+// Each entry of a block sits on a cache line of its own, so calls on
+// different cores never write to one line.
+func TestBlockEntriesHaveCacheLinesOfTheirOwn(t *testing.T) {
+	require.Equal(t, uintptr(64), unsafe.Sizeof(execCtx{}), "an entry is one cache line")
+	r := &runner{}
+	r.ctxEntry(0)
+	for i := range execBlockLen {
+		addr := uintptr(unsafe.Pointer(r.ctxEntry(uint64(i))))
+		assert.Zerof(t, addr%64, "entry %d starts inside a cache line", i)
+	}
 }
