@@ -25,9 +25,10 @@ type waiter struct {
 	stamp    *clock.Tick // the tick stamped when the caller queued, until deadline is known
 	deadline int64       // on p.clock's scale once known (see due); 0: not yet, or no budget
 	kind     waitKind
-	// entry is the context the granter took from the runner's block for
-	// the work (see ctxEntry), set before the runner is sent on ch.
-	entry *execCtx
+	// gen is the generation the granter took the runner's word to (the
+	// work's context comes from it: see ctxEntry), set before the runner
+	// is sent on ch.
+	gen uint64
 	// ch receives the granted runner, nil when the pool closes (or drops
 	// a queued cast), expiredMark when the budget ends, or failedMark (with
 	// err) when a boot failed that retrying cannot fix. At most one value
@@ -136,31 +137,28 @@ func (p *Pool) lowerFloor(load int) {
 	}
 }
 
-// checkout returns a runner whose slot the caller now holds, and a zeroed
-// context for the work from the runner's block (see ctxEntry) when it took
-// a free slot itself, nil when a slot was handed to it. With a free slot
-// and nobody queued it takes no lock and allocates nothing; otherwise the
-// caller queues (FIFO) for up to budget, or until ctx is done.
-func (p *Pool) checkout(ctx context.Context, budget time.Duration, kind waitKind) (*runner, *execCtx, error) {
+// checkout returns a runner whose slot the caller now holds, and the
+// generation the checkout took the runner's word to (the work's context
+// comes from it: see ctxEntry). With a free slot and nobody queued it takes
+// no lock and allocates nothing; otherwise the caller queues (FIFO) for up
+// to budget, or until ctx is done.
+func (p *Pool) checkout(ctx context.Context, budget time.Duration, kind waitKind) (*runner, uint64, error) {
 	if p.q.Len() == 0 {
 		if r, gen := p.claimGen(); r != nil {
-			return r, r.ctxEntry(gen), nil
+			return r, gen, nil
 		}
 	}
 	return p.checkoutSlow(ctx, budget, kind)
 }
 
-func (p *Pool) checkoutSlow(ctx context.Context, budget time.Duration, kind waitKind) (*runner, *execCtx, error) {
+func (p *Pool) checkoutSlow(ctx context.Context, budget time.Duration, kind waitKind) (*runner, uint64, error) {
 	w := p.waiterPool.Get().(*waiter)
 	w.ctx, w.kind, w.budget, w.deadline = ctx, kind, 0, 0
 	r, err := p.wait(w, budget)
-	entry := w.entry
-	if err != nil {
-		entry = nil // a slot handed over as the caller gave up went back with its entry unused
-	}
-	w.ctx, w.stamp, w.entry = nil, nil, nil
+	gen := w.gen
+	w.ctx, w.stamp = nil, nil
 	p.waiterPool.Put(w) // nothing refers to it any more (see wait)
-	return r, entry, err
+	return r, gen, err
 }
 
 // wait queues w and waits for a slot. When it returns, w is out of the queue

@@ -23,9 +23,11 @@ type execBlock struct {
 // current block, or the first entry of a new block that becomes current.
 // A fn may keep its ctx after it returns, so a context is never reused;
 // the block only spreads one allocation (and the garbage collector's
-// per-object work) over execBlockLen calls. Every checkout, a handoff
-// included, takes its entry, and one outside the block's range replaces
-// it, so the generation can never come round into a block still current.
+// per-object work) over execBlockLen calls. The work of every checkout, a
+// handoff included, takes its entry, and one outside the block's range
+// replaces it, so for the generation to come round into a block still
+// current, 2^38 checkouts in a row would have to run no work (only a
+// caller that gives up as a slot reaches it runs none).
 func (r *runner) ctxEntry(gen uint64) *execCtx {
 	b := r.block.Load()
 	if b != nil {

@@ -58,12 +58,10 @@ const (
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// newExecCtx fills c, a zeroed context from the checkout (nil: one is
-// allocated), for work on r.
-func (p *Pool) newExecCtx(c *execCtx, parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
-	if c == nil {
-		c = new(execCtx)
-	}
+// newExecCtx returns the context for work on r under the checkout that
+// took r's word to generation gen.
+func (p *Pool) newExecCtx(gen uint64, parent context.Context, r *runner, linked bool, limit time.Duration) *execCtx {
+	c := r.ctxEntry(gen)
 	c.parent, c.r, c.linked = parent, r, linked
 	if limit == Infinity { // callers pass a positive limit or Infinity
 		return c

@@ -186,9 +186,9 @@ func TestHugeLimitSaturatesRatherThanWraps(t *testing.T) {
 func TestExecCtxArmedTwiceStaysLive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := mustPool(t, Config{Min: 1, Max: 1})
-		r, entry, err := p.checkout(context.Background(), time.Second, kindCall)
+		r, gen, err := p.checkout(context.Background(), time.Second, kindCall)
 		require.NoError(t, err)
-		c := p.newExecCtx(entry, context.Background(), r, true, time.Minute)
+		c := p.newExecCtx(gen, context.Background(), r, true, time.Minute)
 		ran := make(chan struct{})
 		c.onCancel(func() { close(ran) })
 		done := c.Done()

@@ -38,14 +38,14 @@ func (p *Pool) call(ctx context.Context, j job, opts []CallOption) error {
 	if err != nil {
 		return err
 	}
-	r, entry, err := p.checkout(ctx, o.wait, kindCall)
+	r, gen, err := p.checkout(ctx, o.wait, kindCall)
 	if err != nil {
 		return err
 	}
 	if !o.link {
-		return p.callUnlinked(ctx, r, p.newExecCtx(entry, ctx, r, false, o.exec), j)
+		return p.callUnlinked(ctx, r, p.newExecCtx(gen, ctx, r, false, o.exec), j)
 	}
-	return p.exec(p.newExecCtx(entry, ctx, r, true, o.exec), r, j)
+	return p.exec(p.newExecCtx(gen, ctx, r, true, o.exec), r, j)
 }
 
 func (p *Pool) callUnlinked(ctx context.Context, r *runner, c *execCtx, j job) error {
@@ -71,7 +71,7 @@ func (p *Pool) cast(ctx context.Context, j job, opts []CallOption) error {
 		if !o.link {
 			wctx = context.WithoutCancel(ctx)
 		}
-		r, entry, err := p.checkout(wctx, o.wait, kindCast)
+		r, gen, err := p.checkout(wctx, o.wait, kindCast)
 		if err != nil {
 			if errors.Is(err, ErrClosed) {
 				p.logError("cast dropped: pool closed before it could start")
@@ -80,7 +80,7 @@ func (p *Pool) cast(ctx context.Context, j job, opts []CallOption) error {
 			}
 			return
 		}
-		if err := p.exec(p.newExecCtx(entry, ctx, r, o.link, o.exec), r, j); err != nil {
+		if err := p.exec(p.newExecCtx(gen, ctx, r, o.link, o.exec), r, j); err != nil {
 			var pe *PanicError
 			if errors.As(err, &pe) {
 				p.logError("cast panicked", "runner", r.id, "panic", pe.Value, "stack", string(pe.Stack))
@@ -99,11 +99,11 @@ func (p *Pool) place(ctx context.Context, j job, opts []CallOption) (*Child, err
 	if err != nil {
 		return nil, err
 	}
-	r, entry, err := p.checkout(ctx, o.wait, kindChild)
+	r, gen, err := p.checkout(ctx, o.wait, kindChild)
 	if err != nil {
 		return nil, err
 	}
-	child := &Child{c: p.newExecCtx(entry, ctx, r, o.link, Infinity), runnerID: r.id, done: make(chan struct{})}
+	child := &Child{c: p.newExecCtx(gen, ctx, r, o.link, Infinity), runnerID: r.id, done: make(chan struct{})}
 	j.started = make(chan struct{})
 	p.startWork(func() {
 		defer close(child.done)

@@ -15,7 +15,7 @@ func (p *Pool) serveLocked() {
 			return
 		}
 		p.q.Remove(e)
-		e.Value.entry = r.ctxEntry(gen)
+		e.Value.gen = gen
 		e.Value.ch <- r
 	}
 }
@@ -80,7 +80,7 @@ func (p *Pool) handoff(r *runner) bool {
 		return false
 	}
 	p.q.Remove(e)
-	e.Value.entry = r.ctxEntry(gen)
+	e.Value.gen = gen
 	e.Value.ch <- r
 	return true
 }
