@@ -51,12 +51,15 @@ func (p *Pool) sweep() {
 	p.queueLeft()
 }
 
-// expire is called for each queued waiter found dead at handoff. One whose
-// ctx ended wakes on its own; one whose budget ran out is told.
+// expire is called for each queued waiter found dead at handoff, and tells
+// it why: its budget ran out, or its ctx ended (it may have woken already,
+// and takes the word in abandon).
 func expire(w *waiter) {
-	if w.ctx.Err() == nil {
-		w.ch <- expiredMark
+	if w.ctx.Err() != nil {
+		w.ch <- goneMark
+		return
 	}
+	w.ch <- expiredMark
 }
 
 // live reports whether a queued waiter still wants a slot. now is read at

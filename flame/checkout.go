@@ -30,9 +30,12 @@ type waiter struct {
 	// is sent on ch.
 	gen uint64
 	// ch receives the granted runner, nil when the pool closes (or drops
-	// a queued cast), expiredMark when the budget ends, or failedMark (with
-	// err) when a boot failed that retrying cannot fix. At most one value
-	// is ever sent per wait, under q's lock.
+	// a queued cast), expiredMark when the budget ends, goneMark when a
+	// handoff found its ctx ended, or failedMark (with err) when a boot
+	// failed that retrying cannot fix. Whoever takes a waiter out of the
+	// queue, other than the waiter itself, sends exactly one value: under
+	// q's lock, or, for a handoff, just after releasing it (so the woken
+	// caller does not wait for the lock the releaser holds).
 	ch  chan *runner
 	err error // with failedMark
 }
@@ -236,8 +239,9 @@ func (p *Pool) waitQueued(w *waiter) (*runner, error) {
 }
 
 // expiredMark is sent to a waiter whose budget ran out while it was queued;
+// goneMark to one a handoff passed over because its ctx had ended;
 // failedMark to one failed by a boot that retrying cannot fix.
-var expiredMark, failedMark = new(runner), new(runner)
+var expiredMark, goneMark, failedMark = new(runner), new(runner), new(runner)
 
 // granted takes the outcome of a wait. A caller whose ctx ended while the
 // slot was on its way gives the slot back rather than run with a dead ctx.
@@ -247,6 +251,8 @@ func (p *Pool) granted(w *waiter, r *runner) (*runner, error) {
 		return nil, ErrClosed
 	case expiredMark:
 		return nil, p.checkoutTimeout()
+	case goneMark:
+		return nil, w.ctx.Err()
 	case failedMark:
 		err := w.err
 		w.err = nil
@@ -266,15 +272,11 @@ func (p *Pool) abandon(w *waiter, err error) (*runner, error) {
 	removed := p.q.Remove(&w.elem)
 	p.q.Unlock()
 	p.queueLeft()
-	if !removed {
-		select {
-		case r := <-w.ch:
-			if r != nil && r != expiredMark && r != failedMark {
-				p.release(r)
-			}
-			w.err = nil
-		default: // skipped because its ctx ended: nothing was handed over
+	if !removed { // someone else took it out, and sends (or has sent) it one value
+		if r := <-w.ch; r != nil && r != expiredMark && r != goneMark && r != failedMark {
+			p.release(r)
 		}
+		w.err = nil
 	}
 	return nil, err
 }

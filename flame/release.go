@@ -70,17 +70,20 @@ func (p *Pool) queueLeft() {
 func (p *Pool) handoff(r *runner) bool {
 	var now int64
 	p.q.Lock()
-	defer p.q.Unlock()
 	e := p.q.FrontLive(func(w *waiter) bool { return w.live(&now, p.clock) }, expire)
 	if e == nil {
+		p.q.Unlock()
 		return false
 	}
 	gen, ok := r.handOn()
 	if !ok {
+		p.q.Unlock()
 		return false
 	}
 	p.q.Remove(e)
-	e.Value.gen = gen
-	e.Value.ch <- r
+	w := e.Value
+	w.gen = gen
+	p.q.Unlock()
+	w.ch <- r // out of the queue, w waits for this one value (see waiter.ch)
 	return true
 }
