@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/goflame/goflame/flame/internal/clock"
 )
@@ -74,6 +75,26 @@ func TestBudgetsStampedWhileTheClockRunsEndOnTime(t *testing.T) {
 			assert.LessOrEqual(t, w, b, "the caller with a %v budget gave up late", b)
 			assert.GreaterOrEqual(t, w, b-clock.Tolerance, "the caller with a %v budget gave up early", b)
 		}
+		close(held.release)
+		assert.NoError(t, <-held.done)
+	})
+}
+
+// A caller that has to arm the sweep reads the clock to do it, and its
+// budget then starts exactly when it queued, even between two of the
+// clock's ticks (a deadline worked out from the stamp alone could end up
+// to clock.Tolerance early).
+func TestTheBudgetThatArmsTheSweepIsExact(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
+		ctx := context.Background()
+		held := callHold(ctx, p) // starts the clock's ticking
+		synctest.Wait()
+		time.Sleep(clock.Resolution + clock.Resolution/2) // half-way between two ticks
+		arrived := time.Now()
+		err := p.Call(ctx, func(context.Context) error { return nil }, WithTimeout(10*time.Millisecond))
+		require.ErrorIs(t, err, ErrCheckoutTimeout)
+		assert.Equal(t, 10*time.Millisecond, time.Since(arrived))
 		close(held.release)
 		assert.NoError(t, <-held.done)
 	})

@@ -291,6 +291,7 @@ func TestStatsExactWhenQuiescent(t *testing.T) {
 func TestStatsCountQueuedCallersAndTheirWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
+		time.Sleep(time.Second) // so that no reading of the pool's clock is 0
 		ctx := context.Background()
 		h := callHold(ctx, p)
 		synctest.Wait()
