@@ -18,29 +18,18 @@ import (
 // them all, re-armed for the earliest deadline left after each sweep.
 func TestEachQueuedBudgetEndsOnTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
-		ctx := context.Background()
-		held := callHold(ctx, p)
-		synctest.Wait()
+		p, held := poolWithItsSlotHeld(t)
 		start := time.Now()
 		budgets := []time.Duration{10 * time.Millisecond, 30 * time.Millisecond, 20 * time.Millisecond}
-		ended := make([]chan time.Duration, len(budgets))
+		gaveUp := make([]<-chan time.Time, len(budgets))
 		for i, b := range budgets {
-			ended[i] = make(chan time.Duration, 1)
-			go func() {
-				err := p.Call(ctx, func(context.Context) error { return nil }, WithTimeout(b))
-				if !errors.Is(err, ErrCheckoutTimeout) {
-					t.Errorf("caller with a %v budget: %v, want ErrCheckoutTimeout", b, err)
-				}
-				ended[i] <- time.Since(start)
-			}()
+			gaveUp[i] = callGivingUp(t, p, b)
 			synctest.Wait() // queued in this order
 		}
 		for i, b := range budgets {
-			assert.Equal(t, b, <-ended[i], "the caller with a %v budget gave up at the wrong time", b)
+			assert.Equal(t, b, (<-gaveUp[i]).Sub(start), "the caller with a %v budget gave up at the wrong time", b)
 		}
-		close(held.release)
-		assert.NoError(t, <-held.done)
+		held.finish(t)
 	})
 }
 
@@ -50,33 +39,22 @@ func TestEachQueuedBudgetEndsOnTime(t *testing.T) {
 // when its own budget ends, never more than clock.Tolerance early.
 func TestBudgetsStampedWhileTheClockRunsEndOnTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
-		ctx := context.Background()
-		held := callHold(ctx, p)
-		synctest.Wait()
+		p, held := poolWithItsSlotHeld(t)
 		// Arriving 3 ms apart, with deadlines at 20, 8 and 18 ms: the third
 		// queues behind the sweep armed for the second's.
 		budgets := []time.Duration{20 * time.Millisecond, 5 * time.Millisecond, 12 * time.Millisecond}
-		waited := make([]chan time.Duration, len(budgets))
+		arrived := make([]time.Time, len(budgets))
+		gaveUp := make([]<-chan time.Time, len(budgets))
 		for i, b := range budgets {
-			waited[i] = make(chan time.Duration, 1)
-			go func() {
-				arrived := time.Now()
-				err := p.Call(ctx, func(context.Context) error { return nil }, WithTimeout(b))
-				if !errors.Is(err, ErrCheckoutTimeout) {
-					t.Errorf("caller with a %v budget: %v, want ErrCheckoutTimeout", b, err)
-				}
-				waited[i] <- time.Since(arrived)
-			}()
+			arrived[i], gaveUp[i] = time.Now(), callGivingUp(t, p, b)
 			time.Sleep(3 * time.Millisecond)
 		}
 		for i, b := range budgets {
-			w := <-waited[i]
+			w := (<-gaveUp[i]).Sub(arrived[i])
 			assert.LessOrEqual(t, w, b, "the caller with a %v budget gave up late", b)
 			assert.GreaterOrEqual(t, w, b-clock.Tolerance, "the caller with a %v budget gave up early", b)
 		}
-		close(held.release)
-		assert.NoError(t, <-held.done)
+		held.finish(t)
 	})
 }
 
@@ -86,16 +64,37 @@ func TestBudgetsStampedWhileTheClockRunsEndOnTime(t *testing.T) {
 // to clock.Tolerance early).
 func TestTheBudgetThatArmsTheSweepIsExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
-		ctx := context.Background()
-		held := callHold(ctx, p) // starts the clock's ticking
-		synctest.Wait()
-		time.Sleep(clock.Resolution + clock.Resolution/2) // half-way between two ticks
+		// The held call starts the clock's ticking; wait until half-way
+		// between two ticks.
+		p, held := poolWithItsSlotHeld(t)
+		time.Sleep(clock.Resolution + clock.Resolution/2)
 		arrived := time.Now()
-		err := p.Call(ctx, func(context.Context) error { return nil }, WithTimeout(10*time.Millisecond))
+		err := p.Call(context.Background(), func(context.Context) error { return nil }, WithTimeout(10*time.Millisecond))
 		require.ErrorIs(t, err, ErrCheckoutTimeout)
 		assert.Equal(t, 10*time.Millisecond, time.Since(arrived))
-		close(held.release)
-		assert.NoError(t, <-held.done)
+		held.finish(t)
 	})
+}
+
+// callGivingUp starts a Call on p with a checkout budget of b that must end
+// in ErrCheckoutTimeout, and returns when it gave up.
+func callGivingUp(t *testing.T, p *Pool, b time.Duration) <-chan time.Time {
+	gaveUp := make(chan time.Time, 1)
+	go func() {
+		err := p.Call(context.Background(), func(context.Context) error { return nil }, WithTimeout(b))
+		if !errors.Is(err, ErrCheckoutTimeout) {
+			t.Errorf("caller with a %v budget: %v, want ErrCheckoutTimeout", b, err)
+		}
+		gaveUp <- time.Now()
+	}()
+	return gaveUp
+}
+
+// poolWithItsSlotHeld is a pool of one runner with one slot, held by a
+// call until the returned callHeld finishes.
+func poolWithItsSlotHeld(t *testing.T) (*Pool, *callHeld) {
+	p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
+	held := callHold(context.Background(), p)
+	synctest.Wait()
+	return p, held
 }
