@@ -6,7 +6,8 @@
 // as much as a whole checkout and release of a pool slot. Execution limits
 // need a start time for every call, but most calls never look at theirs:
 // a fn that returns nil without asking for its ctx's Done or Deadline
-// needs none. So while calls flow, one goroutine publishes a tick every
+// needs none (and checkout budgets one for every wait, though most waits
+// end long before their budget). So while calls flow, one goroutine publishes a tick every
 // Resolution, and a call takes the current tick (Stamp: one atomic load).
 // Only when the call needs its limit does it turn the tick into a start
 // time (Start).
