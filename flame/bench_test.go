@@ -52,7 +52,7 @@ func BenchmarkCallHeld(b *testing.B) {
 			p := benchPool(b, runners, 2)
 			held := make([]*runner, runners)
 			for i := range held {
-				if held[i] = p.claim(); held[i] == nil {
+				if held[i] = claimRunner(p); held[i] == nil {
 					b.Fatal("no free slot")
 				}
 			}

@@ -40,11 +40,12 @@ type waiter struct {
 	err error // with failedMark
 }
 
-// claim takes a slot on a least-loaded active runner with a free slot, or
-// returns nil. Which of equally loaded runners it takes depends on the
-// caller (see package placement): callers on different cores then land on
-// different runners rather than all on the lowest ID, whose word would
-// bounce between their cores on every claim and release.
+// claim takes a slot on a least-loaded active runner with a free slot, and
+// returns the runner and the generation the checkout took its word to, or
+// nil. Which of equally loaded runners it takes depends on the caller (see
+// package placement): callers on different cores then land on different
+// runners rather than all on the lowest ID, whose word would bounce between
+// their cores on every claim and release.
 //
 // Lock-free: a look at a runner or a few, and one CAS, repeated only if
 // another caller won the CAS. p.floor is a lower bound on the least load,
@@ -59,14 +60,7 @@ type waiter struct {
 // all of its callers to its neighbour in the scan.) With nothing else
 // running meanwhile the choice is exactly least-loaded; under concurrency
 // it is least-loaded as of the loads it read.
-func (p *Pool) claim() *runner {
-	r, _ := p.claimGen()
-	return r
-}
-
-// claimGen is claim, also returning the generation the checkout took the
-// runner's word to.
-func (p *Pool) claimGen() (*runner, uint64) {
+func (p *Pool) claim() (*runner, uint64) {
 	for {
 		set := *p.set.Load()
 		n := len(set)
@@ -85,8 +79,8 @@ func (p *Pool) claimGen() (*runner, uint64) {
 				return nil, 0
 			}
 		}
-		if r.take(w) {
-			return r, (w>>genShift + 1) & genMask
+		if gen, ok := r.take(w); ok {
+			return r, gen
 		}
 	}
 }
@@ -147,7 +141,7 @@ func (p *Pool) lowerFloor(load int) {
 // to budget, or until ctx is done.
 func (p *Pool) checkout(ctx context.Context, budget time.Duration, kind waitKind) (*runner, uint64, error) {
 	if p.q.Len() == 0 {
-		if r, gen := p.claimGen(); r != nil {
+		if r, gen := p.claim(); r != nil {
 			return r, gen, nil
 		}
 	}

@@ -50,6 +50,12 @@ func checkoutGranted(w *waiter) *runner {
 	}
 }
 
+// claimRunner is claim for a test that needs only the runner.
+func claimRunner(p *Pool) *runner {
+	r, _ := p.claim()
+	return r
+}
+
 func checkoutMustTake(t *testing.T, p *Pool) *runner {
 	t.Helper()
 	r, _, err := p.checkout(context.Background(), time.Second, kindCall)
@@ -106,7 +112,7 @@ func TestClaimTakesTheFirstLeastLoadedRunnerFromTheStart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			defer placement.SetStart(func(int) int { return tc.start })()
 			p := claimPool(4, tc.floor, tc.loads...)
-			r := p.claim()
+			r := claimRunner(p)
 			if tc.want == 0 {
 				require.Nil(t, r)
 				return
@@ -124,12 +130,12 @@ func TestClaimTakesTheFirstLeastLoadedRunnerFromTheStart(t *testing.T) {
 func TestFloorFollowsTheLeastLoad(t *testing.T) {
 	defer placement.SetStart(func(int) int { return 0 })()
 	p := claimPool(4, 0, 2, 1, 3)
-	r := p.claim()
+	r := claimRunner(p)
 	assert.Equal(t, uint64(2), r.id)
 	assert.Equal(t, int64(1), p.floor.Load(), "raised to the least load the scan saw")
 
 	// Loads 2,2,3: the next scan raises the floor again.
-	r = p.claim()
+	r = claimRunner(p)
 	assert.Equal(t, uint64(1), r.id)
 	assert.Equal(t, int64(2), p.floor.Load())
 
@@ -139,7 +145,7 @@ func TestFloorFollowsTheLeastLoad(t *testing.T) {
 	assert.Equal(t, int64(2), p.floor.Load())
 	p.release(set[2]) // 2 -> 1: below it
 	assert.Equal(t, int64(1), p.floor.Load(), "lowered by a release below it")
-	assert.Equal(t, uint64(3), p.claim().id, "and the lightly loaded runner is found")
+	assert.Equal(t, uint64(3), claimRunner(p).id, "and the lightly loaded runner is found")
 }
 
 func TestPublishResetsTheFloor(t *testing.T) {
@@ -239,7 +245,7 @@ func TestReleaseHandsSlotToHeadWaiterNotNewcomer(t *testing.T) {
 		require.Equal(t, 1, p.Stats().Waiting)
 
 		p.release(r) // the head waiter has not run yet
-		assert.Nil(t, p.claim(), "the released slot was left free for anyone")
+		assert.Nil(t, claimRunner(p), "the released slot was left free for anyone")
 		start := time.Now()
 		err := p.Call(context.Background(), func(context.Context) error {
 			assert.Fail(t, "newcomer got the slot the head waiter was owed")
@@ -412,8 +418,8 @@ func TestCallerEnqueueingAsSlotFreesIsServedAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := mustPool(t, Config{Min: 1, Max: 1, MaxConcurrency: 1})
 		r := checkoutMustTake(t, p)
-		require.Nil(t, p.claim()) // the caller's fast path fails here...
-		p.release(r)              // ...then the slot frees before it queues
+		require.Nil(t, claimRunner(p)) // the caller's fast path fails here...
+		p.release(r)                   // ...then the slot frees before it queues
 		start := time.Now()
 		got, _, err := p.checkoutSlow(context.Background(), time.Minute, kindCall)
 		require.NoError(t, err)

@@ -10,7 +10,7 @@ func (p *Pool) serveLocked() {
 		if e == nil {
 			return
 		}
-		r, gen := p.claimGen()
+		r, gen := p.claim()
 		if r == nil {
 			return
 		}

@@ -81,15 +81,15 @@ func newRunner(p *Pool, id uint64, node Node) *runner {
 // methods below (and the scaler's ClaimIdle, Drain and Kill).
 
 // take checks a slot out of a runner whose word was w (active, below
-// MaxConcurrency: the caller checked): load and generation go up by one.
-// It fails if the word changed meanwhile.
-func (r *runner) take(w uint64) bool {
+// MaxConcurrency: the caller checked): load and generation go up by one;
+// it returns the new generation. It fails if the word changed meanwhile.
+func (r *runner) take(w uint64) (uint64, bool) {
 	nw := w + 1 + genOne
 	if !r.word.CompareAndSwap(w, nw) {
-		return false
+		return 0, false
 	}
 	r.checkedOut(w, nw)
-	return true
+	return nw >> genShift, true
 }
 
 // handOn passes a slot that is being released straight to a waiter: the

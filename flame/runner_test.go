@@ -18,7 +18,11 @@ func testRunner() *runner {
 
 func acquire(r *runner) bool {
 	w := r.word.Load()
-	return wordState(w) == stActive && wordLoad(w) < r.pool.cfg.MaxConcurrency && r.take(w)
+	if wordState(w) != stActive || wordLoad(w) >= r.pool.cfg.MaxConcurrency {
+		return false
+	}
+	_, ok := r.take(w)
+	return ok
 }
 
 func TestClaimIdleFailsAfterACheckoutAndReleaseInBetween(t *testing.T) {
@@ -71,7 +75,7 @@ func TestCheckoutCountSurvivesGenerationOverflow(t *testing.T) {
 	const genMax = (uint64(1) << (64 - genShift)) - 1
 	r.word.Store(genMax<<genShift | stActive) // one checkout short of overflowing
 	for range 3 {
-		require.Same(t, r, p.claim(), "checkout failed")
+		require.Same(t, r, claimRunner(p), "checkout failed")
 	}
 	got, want := r.checkouts(), genMax+3
 	require.Equal(t, want, got, "checkouts = %d, want %d", got, want)
